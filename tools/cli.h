@@ -1,0 +1,54 @@
+/* cli.h: what the subcommands of the twin program share: the command table, option parsing
+ * helpers, the workspace and model resolution. Only tools/ may exit(). */
+#ifndef TWIN_CLI_H
+#define TWIN_CLI_H
+
+#include "core.h"
+
+/* Exit statuses (ARCHITECTURE.md): 0 success, 1 runtime error, 2 bad usage. */
+enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2 };
+
+/* A subcommand: argv[0] is its own name; returns the exit status. */
+typedef int (*cli_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    cli_fn fn;
+    const char *summary; /* one line for `twin --help` */
+} cli_command;
+
+/* Global options parsed by main before the subcommand (they may also follow it). */
+typedef struct {
+    const char *workspace; /* --workspace, else $TWIN_HOME, else ./twin-data */
+    int threads;           /* --threads (0: default) */
+} cli_globals;
+extern cli_globals g_cli;
+
+/* Prints "twin <cmd>: <message>" to stderr; returns `code` for `return cli_fail(...)`. */
+int cli_fail(int code, const char *cmd, const char *fmt, ...) TW_PRINTF(3, 4);
+/* Prints the thread's last tw_error message as the one-line error; returns CLI_ERR. */
+int cli_fail_status(const char *cmd);
+
+/* Option helpers: is argv[*i] the option `name` (with a value in argv[*i+1], advanced)? */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
+int cli_flag(char **argv, int i, const char *name);
+int cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double *out);
+int cli_is_help(const char *arg);
+
+/* <workspace>/<sub> in a fresh heap string (tw_free). sub may be NULL. */
+char *cli_workspace_path(const char *sub);
+
+/* Resolves -m MODEL: an existing file or folder is taken as it is; otherwise a name from
+ * `twin model fetch` (smollm2-135m, minilm-l6) under <workspace>/models/. Returns a heap
+ * path (tw_free) or NULL after printing the error. */
+char *cli_resolve_model(const char *cmd, const char *model);
+
+/* The subcommands. Each lives in tools/cmd_<name>.c. */
+int cmd_model(int argc, char **argv);
+int cmd_gguf(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

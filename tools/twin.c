@@ -1,0 +1,84 @@
+/* twin.c: the twin program: global options, then one subcommand per job. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"model", cmd_model, "fetch and list models (model fetch smollm2-135m|minilm-l6|all)"},
+    {"gguf", cmd_gguf, "inspect a GGUF file (gguf info FILE)"},
+    {"tokenize", cmd_tokenize, "tokenize stdin with a model's tokenizer"},
+    {"bench", cmd_bench, "benchmarks against reference implementations (bench tokenize)"},
+    {"info", cmd_info, "the build: version, backends, threads"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: twin [--workspace DIR] [--threads N] [--log-level L] [--log-json] <command> "
+            "[args]\n"
+            "       twin <command> --help\n"
+            "       twin --version\n\n"
+            "twin makes and serves an LLM twin: a model that writes like one person.\n\n"
+            "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\nglobal options:\n"
+            "  --workspace DIR   the workspace (default $TWIN_HOME, else ./twin-data)\n"
+            "  --threads N       CPU threads (default $TWIN_THREADS, else all cores)\n"
+            "  --log-level L     debug|info|warn|error|off (default $TWIN_LOG, else info)\n"
+            "  --log-json        log lines as JSON objects (also TWIN_LOG_FORMAT=json)\n\n"
+            "exit status: 0 success, 1 runtime error, 2 bad usage\n");
+}
+
+/* Takes the global options out of argv wherever they stand, so `twin tokenize --threads 2`
+ * and `twin --threads 2 tokenize` mean the same. Returns -1 after printing a usage error. */
+static int parse_globals(int *argc, char **argv) {
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *v;
+        if (cli_opt(*argc, argv, &i, "--workspace", &v)) {
+            if (!v) return cli_fail(CLI_USAGE, "", "--workspace needs a folder"), -1;
+            g_cli.workspace = v;
+        } else if (cli_opt(*argc, argv, &i, "--threads", &v)) {
+            long n;
+            if (cli_parse_int("", "--threads", v, 1, 4096, &n)) return -1;
+            g_cli.threads = (int)n;
+        } else if (cli_opt(*argc, argv, &i, "--log-level", &v)) {
+            tw_log_level lv;
+            if (!v || tw_log_parse_level(v, &lv))
+                return cli_fail(CLI_USAGE, "", "--log-level: expected debug|info|warn|error|off"), -1;
+            tw_log_set_level(lv);
+        } else if (cli_flag(argv, i, "--log-json")) {
+            tw_log_set_json(1);
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (parse_globals(&argc, argv)) return CLI_USAGE;
+    if (g_cli.threads) tw_threads_set(g_cli.threads);
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (cli_is_help(cmd) || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("twin %s\n", TWIN_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "twin: unknown command '%s' (twin --help lists them)\n", cmd);
+    return CLI_USAGE;
+}
