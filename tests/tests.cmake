@@ -4,9 +4,16 @@
 #   tests/gpu/test_*.c          label gpu (exit 77 = skipped where no GPU is present)
 #   tests/fuzz/fuzz_*.c         label fuzz (libFuzzer with TWIN_FUZZ=ON, else a replay driver)
 # Every test runs with TWIN_TEST_DATA (tests/data), TWIN_SHARED (../shared, may be absent)
-# and TWIN_BIN (the twin program) in its environment.
+# TWIN_BIN (the twin program) and TWIN_MODELS (<workspace>/models) in its environment.
 set(TWIN_SHARED_DIR "${CMAKE_SOURCE_DIR}/../shared" CACHE PATH "The shared/ folder beside the checkout")
+if(DEFINED ENV{TWIN_HOME})
+  set(_twin_models_default "$ENV{TWIN_HOME}/models")
+else()
+  set(_twin_models_default "${CMAKE_SOURCE_DIR}/twin-data/models")
+endif()
+set(TWIN_MODELS_DIR "${_twin_models_default}" CACHE PATH "Models fetched by twin model fetch (integration tests)")
 set(TWIN_TEST_ENV
+  "TWIN_MODELS=${TWIN_MODELS_DIR}"
   "TWIN_TEST_DATA=${CMAKE_SOURCE_DIR}/tests/data"
   "TWIN_SHARED=${TWIN_SHARED_DIR}"
   "TWIN_SRC=${CMAKE_SOURCE_DIR}"
