@@ -112,7 +112,7 @@ tw_mem_stats tw_mem_get_stats(void) {
 typedef struct arena_block {
     struct arena_block *next;
     size_t cap, used;
-    _Alignas(64) uint8_t data[];
+    uint8_t data[]; /* 16-byte aligned (tw_malloc); larger alignments are made per allocation */
 } arena_block;
 
 struct tw_arena {
