@@ -713,3 +713,392 @@ const gguf_value *gguf_arr_elem(const gguf_value *arr, uint64_t i) {
     TW_ASSERT(arr->type == GGUF_TYPE_ARRAY && i < arr->v.arr.count);
     return arr->v.arr.nested ? &arr->v.arr.nested[i] : NULL;
 }
+
+/* ---- writer -------------------------------------------------------------------------------- */
+
+/* Each metadata value is kept encoded exactly as it goes to disk (u32 type + payload), so
+ * writing is a concatenation and a copied value keeps its bytes. */
+typedef struct {
+    char *key;
+    tw_sb val;
+} gguf_wkv;
+
+typedef struct {
+    char *name;
+    tw_dtype type;
+    uint32_t n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    uint64_t nbytes;
+    const void *data;
+} gguf_wtensor;
+
+struct gguf_writer {
+    uint32_t version;
+    uint32_t alignment; /* from general.alignment when set, else 32 */
+    gguf_wkv *kv;
+    size_t n_kv, cap_kv;
+    gguf_wtensor *t;
+    size_t n_t, cap_t;
+};
+
+#define GGUF_MAX_NAME 63 /* ggml refuses longer tensor names (GGML_MAX_NAME - 1) */
+
+static void sb_u32(tw_sb *sb, uint32_t v) {
+    uint8_t b[4];
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+    tw_sb_append(sb, (const char *)b, 4);
+}
+
+static void sb_u64(tw_sb *sb, uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    tw_sb_append(sb, (const char *)b, 8);
+}
+
+static void sb_gstr(tw_sb *sb, const char *s, uint64_t n) {
+    sb_u64(sb, n);
+    tw_sb_append(sb, s, (size_t)n);
+}
+
+gguf_writer *gguf_writer_new(uint32_t version, uint32_t alignment) {
+    if (version == 0) version = 3;
+    if (version != 2 && version != 3) {
+        tw_error(TW_ERR_ARG, "gguf writer: version %u is not 2 or 3", version);
+        return NULL;
+    }
+    if (alignment != 0 && (alignment & (alignment - 1)) != 0) {
+        tw_error(TW_ERR_ARG, "gguf writer: alignment %u is not a power of two", alignment);
+        return NULL;
+    }
+    gguf_writer *w = tw_calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->version = version;
+    w->alignment = GGUF_DEFAULT_ALIGNMENT;
+    if (alignment && alignment != GGUF_DEFAULT_ALIGNMENT &&
+        gguf_writer_set_u32(w, "general.alignment", alignment) != TW_OK) {
+        gguf_writer_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void gguf_writer_free(gguf_writer *w) {
+    if (!w) return;
+    for (size_t i = 0; i < w->n_kv; i++) {
+        tw_free(w->kv[i].key);
+        tw_sb_free(&w->kv[i].val);
+    }
+    for (size_t i = 0; i < w->n_t; i++) tw_free(w->t[i].name);
+    tw_free(w->kv);
+    tw_free(w->t);
+    tw_free(w);
+}
+
+/* Takes ownership of val (freed on failure too). */
+static tw_status writer_put(gguf_writer *w, const char *key, tw_sb *val) {
+    if (val->failed) {
+        tw_sb_free(val);
+        return tw_error(TW_ERR_NOMEM, "gguf writer: out of memory for '%s'", key);
+    }
+    if (!strcmp(key, "general.alignment")) {
+        /* the reader takes any integer, but llama.cpp wants a u32 */
+        const uint8_t *p = (const uint8_t *)val->buf;
+        uint32_t a = val->len == 8 && ld_u32(p) == GGUF_TYPE_UINT32 ? ld_u32(p + 4) : 0;
+        if (a == 0 || (a & (a - 1)) != 0) {
+            tw_sb_free(val);
+            return tw_error(TW_ERR_ARG,
+                            "gguf writer: general.alignment must be a uint32 power of two");
+        }
+        w->alignment = a;
+    }
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (!strcmp(w->kv[i].key, key)) {
+            tw_sb_free(&w->kv[i].val);
+            w->kv[i].val = *val;
+            return TW_OK;
+        }
+    }
+    if (w->n_kv == w->cap_kv) {
+        size_t cap = w->cap_kv ? 2 * w->cap_kv : 16;
+        gguf_wkv *nk = tw_realloc(w->kv, cap * sizeof *nk);
+        if (!nk) {
+            tw_sb_free(val);
+            return TW_ERR_NOMEM;
+        }
+        w->kv = nk;
+        w->cap_kv = cap;
+    }
+    char *k = tw_strdup(key);
+    if (!k) {
+        tw_sb_free(val);
+        return TW_ERR_NOMEM;
+    }
+    w->kv[w->n_kv].key = k;
+    w->kv[w->n_kv].val = *val;
+    w->n_kv++;
+    return TW_OK;
+}
+
+static tw_status writer_put_scalar(gguf_writer *w, const char *key, gguf_type t, uint64_t bits,
+                                   size_t n) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_u32(&sb, (uint32_t)t);
+    uint8_t b[8];
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(bits >> (8 * i));
+    tw_sb_append(&sb, (const char *)b, n);
+    return writer_put(w, key, &sb);
+}
+
+tw_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
+    return writer_put_scalar(w, key, GGUF_TYPE_UINT32, v, 4);
+}
+
+tw_status gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) {
+    return writer_put_scalar(w, key, GGUF_TYPE_INT32, (uint32_t)v, 4);
+}
+
+tw_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v) {
+    return writer_put_scalar(w, key, GGUF_TYPE_UINT64, v, 8);
+}
+
+tw_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return writer_put_scalar(w, key, GGUF_TYPE_FLOAT32, u, 4);
+}
+
+tw_status gguf_writer_set_bool(gguf_writer *w, const char *key, int v) {
+    return writer_put_scalar(w, key, GGUF_TYPE_BOOL, v ? 1 : 0, 1);
+}
+
+tw_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_u32(&sb, GGUF_TYPE_STRING);
+    sb_gstr(&sb, v, strlen(v));
+    return writer_put(w, key, &sb);
+}
+
+/* Appends the payload of v (not its type) to sb. */
+static tw_status encode_value(tw_sb *sb, const gguf_value *v, const char *key, int depth) {
+    size_t es = scalar_size(v->type);
+    if (es) {
+        uint64_t bits = v->v.u64;
+        if (v->type == GGUF_TYPE_FLOAT32) {
+            float f = (float)v->v.f64;
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            bits = u;
+        } else if (v->type == GGUF_TYPE_FLOAT64) {
+            memcpy(&bits, &v->v.f64, 8);
+        }
+        uint8_t b[8];
+        for (size_t i = 0; i < es; i++) b[i] = (uint8_t)(bits >> (8 * i));
+        tw_sb_append(sb, (const char *)b, es);
+        return TW_OK;
+    }
+    if (v->type == GGUF_TYPE_STRING) {
+        if (!v->v.str.ptr && v->v.str.len)
+            return tw_error(TW_ERR_ARG, "gguf writer: '%s': string without data", key);
+        sb_gstr(sb, v->v.str.ptr, v->v.str.len);
+        return TW_OK;
+    }
+    if (v->type != GGUF_TYPE_ARRAY)
+        return tw_error(TW_ERR_ARG, "gguf writer: '%s': unknown value type %d", key, (int)v->type);
+    gguf_type et = v->v.arr.elem_type;
+    uint64_t n = v->v.arr.count;
+    if ((unsigned)et >= GGUF_TYPE_COUNT)
+        return tw_error(TW_ERR_ARG, "gguf writer: '%s': unknown array element type %d", key,
+                        (int)et);
+    if (depth >= GGUF_MAX_DEPTH)
+        return tw_error(TW_ERR_ARG, "gguf writer: '%s': arrays nested deeper than %d", key,
+                        GGUF_MAX_DEPTH);
+    sb_u32(sb, (uint32_t)et);
+    sb_u64(sb, n);
+    size_t ees = scalar_size(et);
+    if (ees) {
+        if (n && !v->v.arr.data)
+            return tw_error(TW_ERR_ARG, "gguf writer: '%s': array without data", key);
+        if (n > SIZE_MAX / ees)
+            return tw_error(TW_ERR_ARG, "gguf writer: '%s': array too big", key);
+        /* elements are kept as little-endian file bytes (gguf.h) */
+        tw_sb_append(sb, (const char *)v->v.arr.data, (size_t)(n * ees));
+        return TW_OK;
+    }
+    if (et == GGUF_TYPE_STRING) {
+        if (n && (!v->v.arr.data || !v->v.arr.offsets))
+            return tw_error(TW_ERR_ARG, "gguf writer: '%s': string array without data", key);
+        for (uint64_t i = 0; i < n && !sb->failed; i++) {
+            gguf_str s = gguf_arr_str(v, i);
+            sb_gstr(sb, s.ptr, s.len);
+        }
+        return TW_OK;
+    }
+    if (n && !v->v.arr.nested)
+        return tw_error(TW_ERR_ARG, "gguf writer: '%s': nested array without elements", key);
+    for (uint64_t i = 0; i < n && !sb->failed; i++) {
+        const gguf_value *e = &v->v.arr.nested[i];
+        if (e->type != GGUF_TYPE_ARRAY)
+            return tw_error(TW_ERR_ARG, "gguf writer: '%s': element %llu of a nested array is "
+                            "not an array", key, (unsigned long long)i);
+        tw_status s = encode_value(sb, e, key, depth + 1);
+        if (s) return s;
+    }
+    return TW_OK;
+}
+
+tw_status gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_u32(&sb, (uint32_t)v->type);
+    tw_status s = encode_value(&sb, v, key, 0);
+    if (s) {
+        tw_sb_free(&sb);
+        return s;
+    }
+    return writer_put(w, key, &sb);
+}
+
+static void sb_arr_head(tw_sb *sb, gguf_type et, uint64_t n) {
+    sb_u32(sb, GGUF_TYPE_ARRAY);
+    sb_u32(sb, (uint32_t)et);
+    sb_u64(sb, n);
+}
+
+tw_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v,
+                                  uint64_t n) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_arr_head(&sb, GGUF_TYPE_STRING, n);
+    for (uint64_t i = 0; i < n && !sb.failed; i++) sb_gstr(&sb, v[i], strlen(v[i]));
+    return writer_put(w, key, &sb);
+}
+
+tw_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_arr_head(&sb, GGUF_TYPE_INT32, n);
+    for (uint64_t i = 0; i < n && !sb.failed; i++) sb_u32(&sb, (uint32_t)v[i]);
+    return writer_put(w, key, &sb);
+}
+
+tw_status gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_arr_head(&sb, GGUF_TYPE_FLOAT32, n);
+    for (uint64_t i = 0; i < n && !sb.failed; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        sb_u32(&sb, u);
+    }
+    return writer_put(w, key, &sb);
+}
+
+tw_status gguf_writer_add_tensor(gguf_writer *w, const char *name, tw_dtype type,
+                                 uint32_t n_dims, const int64_t *ne, const void *data) {
+    size_t len = strlen(name);
+    if (len == 0 || len > GGUF_MAX_NAME)
+        return tw_error(TW_ERR_ARG, "gguf writer: tensor name '%s' must have 1 to %d bytes", name,
+                        GGUF_MAX_NAME);
+    if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+        return tw_error(TW_ERR_ARG, "gguf writer: tensor '%s': n_dims %u is not 1..%d", name,
+                        n_dims, GGUF_MAX_DIMS);
+    int64_t bs = tw_dtype_block_size(type);
+    if (bs == 0)
+        return tw_error(TW_ERR_ARG, "gguf writer: tensor '%s': unknown type id %d", name,
+                        (int)type);
+    gguf_wtensor t = {.type = type, .n_dims = n_dims, .data = data, .ne = {1, 1, 1, 1}};
+    int64_t n = 1;
+    for (uint32_t d = 0; d < n_dims; d++) {
+        if (ne[d] < 0 || (ne[d] != 0 && n > INT64_MAX / ne[d]))
+            return tw_error(TW_ERR_ARG, "gguf writer: tensor '%s': bad dimension %u (%lld)",
+                            name, d, (long long)ne[d]);
+        t.ne[d] = ne[d];
+        n *= ne[d];
+    }
+    size_t row = tw_dtype_row_bytes(type, t.ne[0]);
+    if (t.ne[0] % bs != 0)
+        return tw_error(TW_ERR_ARG,
+                        "gguf writer: tensor '%s': row of %lld is not a multiple of %s's block "
+                        "size %lld",
+                        name, (long long)t.ne[0], tw_dtype_name(type), (long long)bs);
+    uint64_t rows = t.ne[0] ? (uint64_t)(n / t.ne[0]) : 0;
+    if (rows && row > UINT64_MAX / rows)
+        return tw_error(TW_ERR_ARG, "gguf writer: tensor '%s': byte size overflows", name);
+    t.nbytes = row * rows;
+    if (t.nbytes && !data)
+        return tw_error(TW_ERR_ARG, "gguf writer: tensor '%s': no data", name);
+    for (size_t i = 0; i < w->n_t; i++)
+        if (!strcmp(w->t[i].name, name))
+            return tw_error(TW_ERR_ARG, "gguf writer: duplicate tensor name '%s'", name);
+    if (w->n_t == w->cap_t) {
+        size_t cap = w->cap_t ? 2 * w->cap_t : 64;
+        gguf_wtensor *nt = tw_realloc(w->t, cap * sizeof *nt);
+        if (!nt) return TW_ERR_NOMEM;
+        w->t = nt;
+        w->cap_t = cap;
+    }
+    t.name = tw_strdup(name);
+    if (!t.name) return TW_ERR_NOMEM;
+    w->t[w->n_t++] = t;
+    return TW_OK;
+}
+
+static uint64_t pad_to(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+tw_status gguf_writer_write(gguf_writer *w, const char *path) {
+    /* header, metadata and tensor infos are built in memory; tensor data is streamed */
+    tw_sb sb;
+    tw_sb_init(&sb);
+    sb_u32(&sb, GGUF_MAGIC);
+    sb_u32(&sb, w->version);
+    sb_u64(&sb, w->n_t);
+    sb_u64(&sb, w->n_kv);
+    for (size_t i = 0; i < w->n_kv; i++) {
+        sb_gstr(&sb, w->kv[i].key, strlen(w->kv[i].key));
+        tw_sb_append(&sb, w->kv[i].val.buf, w->kv[i].val.len);
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        const gguf_wtensor *t = &w->t[i];
+        sb_gstr(&sb, t->name, strlen(t->name));
+        sb_u32(&sb, t->n_dims);
+        for (uint32_t d = 0; d < t->n_dims; d++) sb_u64(&sb, (uint64_t)t->ne[d]);
+        sb_u32(&sb, (uint32_t)t->type);
+        sb_u64(&sb, off);
+        off = pad_to(off + t->nbytes, w->alignment);
+    }
+    static const char zeros[256];
+    while (!sb.failed && sb.len % w->alignment) {
+        size_t k = w->alignment - sb.len % w->alignment;
+        tw_sb_append(&sb, zeros, k < sizeof zeros ? k : sizeof zeros);
+    }
+    if (sb.failed) {
+        tw_sb_free(&sb);
+        return tw_error(TW_ERR_NOMEM, "%s: out of memory building the GGUF header", path);
+    }
+    tw_afile af;
+    tw_status s = tw_afile_open(&af, path);
+    if (s) {
+        tw_sb_free(&sb);
+        return s;
+    }
+    s = tw_afile_write(&af, sb.buf, sb.len);
+    tw_sb_free(&sb);
+    for (size_t i = 0; i < w->n_t && s == TW_OK; i++) {
+        const gguf_wtensor *t = &w->t[i];
+        s = tw_afile_write(&af, t->data, (size_t)t->nbytes);
+        uint64_t pad = pad_to(t->nbytes, w->alignment) - t->nbytes;
+        while (s == TW_OK && pad) {
+            size_t k = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
+            s = tw_afile_write(&af, zeros, k);
+            pad -= k;
+        }
+    }
+    if (s) {
+        tw_afile_abort(&af);
+        return s;
+    }
+    return tw_afile_commit(&af);
+}

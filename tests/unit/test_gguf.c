@@ -66,8 +66,10 @@ typedef struct {
 
 #define N_KV 19
 
-/* The reference file: every metadata type, alignment 64, three tensors. */
-static void build_file(buf *w, uint32_t version, layout *L) {
+/* The reference file: every metadata type, alignment 64, three tensors. With pad_end the
+ * last tensor is padded to the alignment as ggml's and our writer do; without, the last
+ * tensor ends the file (every proper prefix is then truncated). */
+static void build_file_ex(buf *w, uint32_t version, layout *L, int pad_end) {
     memset(w, 0, sizeof *w);
     put(w, "GGUF", 4);
     put_u32(w, version);
@@ -143,7 +145,10 @@ static void build_file(buf *w, uint32_t version, layout *L) {
     while (w->n < L->data_offset + 192) put_u8(w, 0);
     /* c: f16 1.0, -2.0, 0.5, 65504 */
     put_u16(w, 0x3C00), put_u16(w, 0xC000), put_u16(w, 0x3800), put_u16(w, 0x7BFF);
+    while (pad_end && w->n % 64) put_u8(w, 0);
 }
+
+static void build_file(buf *w, uint32_t version, layout *L) { build_file_ex(w, version, L, 0); }
 
 /* ---- reading the reference file ------------------------------------------------------------- */
 
@@ -483,6 +488,164 @@ static void test_open_allocation_failures(void) {
     CHECK_EQ_INT(tw_mem_get_stats().current_bytes, before);
 }
 
+/* ---- writer ---------------------------------------------------------------------------------- */
+
+static char *tmp_path(const char *tag) {
+    static char path[256];
+    snprintf(path, sizeof path, "/tmp/twin_test_gguf_%s_%ld.gguf", tag, (long)getpid());
+    return path;
+}
+
+static int read_whole(const char *path, buf *out) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    out->n = fread(out->b, 1, sizeof out->b, fp);
+    int more = fgetc(fp) != EOF;
+    fclose(fp);
+    return more ? -1 : 0;
+}
+
+/* Copying every value and tensor of the reference file through the writer gives the same
+ * bytes (the reference is laid out as ggml lays files out). */
+static void test_writer_copy_is_byte_identical(void) {
+    static buf ref, got;
+    layout L;
+    build_file_ex(&ref, 3, &L, 1);
+    gguf_file *f = gguf_open_memory(ref.b, ref.n, "ref.gguf");
+    CHECK(f != NULL);
+    if (!f) return;
+    gguf_writer *w = gguf_writer_new(gguf_version(f), 0);
+    CHECK(w != NULL);
+    for (uint64_t i = 0; i < gguf_n_kv(f); i++) {
+        const gguf_kv *kv = gguf_kv_at(f, i);
+        char key[128];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        CHECK_EQ_INT(gguf_writer_set_value(w, key, &kv->value), TW_OK);
+    }
+    for (uint64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        CHECK_EQ_INT(gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data), TW_OK);
+    }
+    const char *path = tmp_path("copy");
+    CHECK_EQ_INT(gguf_writer_write(w, path), TW_OK);
+    gguf_writer_free(w);
+    gguf_close(f);
+    CHECK_EQ_INT(read_whole(path, &got), 0);
+    CHECK_EQ_INT(got.n, ref.n);
+    size_t first_diff = got.n;
+    for (size_t i = 0; i < got.n && i < ref.n; i++)
+        if (got.b[i] != ref.b[i]) {
+            first_diff = i;
+            break;
+        }
+    CHECK_EQ_INT(first_diff, got.n);
+    /* and it reads back as the reference */
+    gguf_file *g = gguf_open(path);
+    CHECK(g != NULL);
+    if (g) check_reference(g, &L, 3);
+    gguf_close(g);
+    unlink(path);
+}
+
+/* The typed setters, replacement of a key, an alignment of 128, tensors of several types. */
+static void test_writer_setters_round_trip(void) {
+    gguf_writer *w = gguf_writer_new(3, 128);
+    CHECK(w != NULL);
+    if (!w) return;
+    const char *strs[] = {"<s>", "", "\xe2\x96\x81the"};
+    const int32_t ints[] = {-1, 0, 2147483647};
+    CHECK_EQ_INT(gguf_writer_set_str(w, "general.architecture", "gpt2"), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_u32(w, "k.u32", 7), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_i32(w, "k.i32", -7), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_u64(w, "k.u64", 1ull << 40), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_f32(w, "k.f32", 1e-5f), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_bool(w, "k.bool", 5), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_str(w, "k.empty", ""), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_arr_str(w, "k.strs", strs, 3), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_arr_i32(w, "k.ints", ints, 3), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_arr_f32(w, "k.none", NULL, 0), TW_OK);
+    CHECK_EQ_INT(gguf_writer_set_str(w, "general.architecture", "llama"), TW_OK); /* replaces */
+    CHECK_EQ_INT(gguf_writer_set_str(w, "general.alignment", "x"), TW_ERR_ARG);
+    CHECK_EQ_INT(gguf_writer_set_u32(w, "general.alignment", 96), TW_ERR_ARG);
+
+    float a[2 * 64], q_src[64];
+    uint8_t q[2 * 34];
+    uint16_t h[3] = {0x3C00, 0x4000, 0xBC00}; /* 1, 2, -1 */
+    for (int i = 0; i < 128; i++) a[i] = (float)i;
+    for (int i = 0; i < 64; i++) q_src[i] = (float)(i - 32) / 4.0f;
+    CHECK_EQ_INT(tw_quantize_row(TW_DTYPE_Q8_0, q_src, q, 64), TW_OK);
+    int64_t ne_a[2] = {64, 2}, ne_q[1] = {64}, ne_h[1] = {3}, ne_bad[1] = {33};
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "a", TW_DTYPE_F32, 2, ne_a, a), TW_OK);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "q", TW_DTYPE_Q8_0, 1, ne_q, q), TW_OK);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "h", TW_DTYPE_F16, 1, ne_h, h), TW_OK);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "a", TW_DTYPE_F32, 1, ne_h, a), TW_ERR_ARG);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "x", TW_DTYPE_Q8_0, 1, ne_bad, q), TW_ERR_ARG);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "y", (tw_dtype)4, 1, ne_h, q), TW_ERR_ARG);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "z", TW_DTYPE_F32, 5, ne_a, a), TW_ERR_ARG);
+    CHECK_EQ_INT(gguf_writer_add_tensor(w, "0123456789012345678901234567890123456789012345678901"
+                                           "234567890123", TW_DTYPE_F32, 1, ne_h, a),
+                 TW_ERR_ARG);
+    const char *path = tmp_path("setters");
+    CHECK_EQ_INT(gguf_writer_write(w, path), TW_OK);
+    gguf_writer_free(w);
+
+    gguf_file *f = gguf_open(path);
+    CHECK(f != NULL);
+    if (!f) {
+        fprintf(stderr, "  %s\n", tw_errmsg());
+        return;
+    }
+    CHECK_EQ_INT(gguf_alignment(f), 128);
+    CHECK_EQ_INT(gguf_data_offset(f) % 128, 0);
+    CHECK_EQ_INT(gguf_n_kv(f), 11); /* general.alignment first, then the 10 distinct keys */
+    CHECK(gguf_str_eq(gguf_kv_at(f, 0)->key, "general.alignment"));
+    CHECK(gguf_str_eq(gguf_kv_at(f, 1)->key, "general.architecture"));
+    char *arch = gguf_get_strdup(f, "general.architecture");
+    CHECK_EQ_STR(arch, "llama");
+    tw_free(arch);
+    uint64_t u;
+    int64_t i;
+    double d;
+    int b;
+    CHECK(gguf_get_u64(f, "k.u32", &u) == TW_OK && u == 7);
+    CHECK(gguf_get_i64(f, "k.i32", &i) == TW_OK && i == -7);
+    CHECK(gguf_get_u64(f, "k.u64", &u) == TW_OK && u == (1ull << 40));
+    CHECK(gguf_get_f64(f, "k.f32", &d) == TW_OK && d == (double)1e-5f);
+    CHECK(gguf_get_bool(f, "k.bool", &b) == TW_OK && b == 1);
+    CHECK(gguf_find(f, "k.u32")->type == GGUF_TYPE_UINT32);
+    CHECK(gguf_find(f, "k.i32")->type == GGUF_TYPE_INT32);
+    CHECK(gguf_find(f, "k.empty")->v.str.len == 0);
+    const gguf_value *v = gguf_find(f, "k.strs");
+    CHECK(v && v->v.arr.count == 3 && v->v.arr.elem_type == GGUF_TYPE_STRING);
+    if (v && v->v.arr.count == 3) {
+        CHECK(gguf_str_eq(gguf_arr_str(v, 0), "<s>"));
+        CHECK(gguf_str_eq(gguf_arr_str(v, 1), ""));
+        CHECK(gguf_str_eq(gguf_arr_str(v, 2), "\xe2\x96\x81the"));
+    }
+    v = gguf_find(f, "k.ints");
+    CHECK(v && v->v.arr.count == 3 && gguf_arr_i64(v, 0) == -1 && gguf_arr_i64(v, 2) == 2147483647);
+    v = gguf_find(f, "k.none");
+    CHECK(v && v->v.arr.count == 0 && v->v.arr.elem_type == GGUF_TYPE_FLOAT32);
+    const gguf_tensor *ta = gguf_find_tensor(f, "a"), *tq = gguf_find_tensor(f, "q"),
+                      *th = gguf_find_tensor(f, "h");
+    CHECK(ta && tq && th && gguf_n_tensors(f) == 3);
+    if (ta && tq && th) {
+        CHECK(ta->offset == 0 && tq->offset == 512 && th->offset == 640);
+        CHECK(memcmp(ta->data, a, sizeof a) == 0);
+        CHECK(memcmp(tq->data, q, sizeof q) == 0);
+        CHECK(memcmp(th->data, h, sizeof h) == 0);
+        CHECK(ta->ne[0] == 64 && ta->ne[1] == 2 && ta->n_dims == 2);
+        /* the file ends with the last tensor padded to the alignment */
+        CHECK_EQ_INT(gguf_file_size(f), gguf_data_offset(f) + 768);
+    }
+    gguf_close(f);
+    unlink(path);
+    CHECK(gguf_writer_new(1, 0) == NULL);
+    CHECK(gguf_writer_new(3, 24) == NULL);
+}
+
 int main(void) {
     RUN(test_read_reference_v3);
     RUN(test_read_reference_v2_from_file);
@@ -492,5 +655,7 @@ int main(void) {
     RUN(test_refuse_deep_nesting);
     RUN(test_no_tensors_no_padding);
     RUN(test_open_allocation_failures);
+    RUN(test_writer_copy_is_byte_identical);
+    RUN(test_writer_setters_round_trip);
     TEST_DONE();
 }
