@@ -213,12 +213,17 @@ static tw_status rd_array(gguf_rd *r, gguf_value *out, int depth) {
     if (!offs) return TW_ERR_NOMEM;
     out->v.arr.offsets = offs;
     if (et == GGUF_TYPE_STRING) {
+        /* the hot loop of a vocabulary: the message is only formatted on failure */
         for (uint64_t i = 0; i < count; i++) {
-            gguf_str tmp;
-            char what[48];
             offs[i] = (uint64_t)(r->p + r->pos - out->v.arr.data);
-            snprintf(what, sizeof what, "string element %llu", (unsigned long long)i);
-            if ((s = rd_str(r, &tmp, what))) return s;
+            uint64_t len = rd_left(r) >= 8 ? ld_u64(r->p + r->pos) : 0;
+            if (rd_left(r) < 8 || len > rd_left(r) - 8) {
+                char what[48];
+                gguf_str tmp;
+                snprintf(what, sizeof what, "string element %llu", (unsigned long long)i);
+                return rd_str(r, &tmp, what);
+            }
+            r->pos += 8 + (size_t)len;
         }
         return TW_OK;
     }
