@@ -30,65 +30,91 @@
 typedef struct {
     uint32_t off, n;
     int32_t prev, next; /* -1 at the ends */
+    uint32_t pair_key;  /* spm_score_key of the pair (this, next), SPM_NO_PAIR when the two
+                           do not concatenate to a vocabulary entry */
 } spm_sym;
 
-/* A candidate merge of symbols left and right (left's next at push time); stale when either
- * side has changed since, which a size mismatch or an emptied symbol tells. */
-typedef struct {
-    float score;
-    int32_t left, right;
-    uint32_t size; /* bytes of the concatenation when pushed */
-} spm_pair;
+#define SPM_NO_PAIR 0xFFFFFFFFu
+
+/* A queued merge is one integer, (score key << 32) | left, smallest first: the best score,
+ * then the leftmost pair, which is llama.cpp's order. It is current while the left symbol's
+ * pair_key still equals its score key; any older entry of that symbol is skipped. (When an
+ * older entry happens to carry the same key as the current pair, it is the current pair's
+ * turn either way: both entries sort at the same place.) Eight-byte entries keep the heap
+ * small and the comparisons single integer compares, which is where long texts spend time. */
+typedef uint64_t spm_entry;
 
 typedef struct {
     const tw_tokenizer *t;
     const char *s; /* the escaped text */
     spm_sym *sym;
-    spm_pair *heap; /* max-heap by (score desc, left asc) */
+    spm_entry *heap; /* min-heap */
     size_t n_heap;
 } spm_state;
 
-/* 1 when a ranks before b: higher score first, then the leftmost pair. */
-static inline int spm_pair_before(const spm_pair *a, const spm_pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+/* Orders scores high to low as unsigned keys low to high (+0 and -0 compare equal, NaN
+ * last; SPM_NO_PAIR is never a key). */
+static uint32_t spm_score_key(float score) {
+    if (score == 0.0f) score = 0.0f;
+    if (score != score) return SPM_NO_PAIR - 1;
+    uint32_t u;
+    memcpy(&u, &score, sizeof u);
+    uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    uint32_t key = ~ascending;
+    return key == SPM_NO_PAIR ? SPM_NO_PAIR - 1 : key;
 }
 
-static void spm_heap_push(spm_state *st, spm_pair p) {
+static void spm_heap_push(spm_state *st, spm_entry e) {
     size_t i = st->n_heap++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!spm_pair_before(&p, &st->heap[parent])) break;
+        if (st->heap[parent] <= e) break;
         st->heap[i] = st->heap[parent];
         i = parent;
     }
-    st->heap[i] = p;
+    st->heap[i] = e;
 }
 
-static spm_pair spm_heap_pop(spm_state *st) {
-    spm_pair top = st->heap[0];
-    spm_pair last = st->heap[--st->n_heap];
-    size_t n = st->n_heap, i = 0;
+/* Puts e at slot i, or lower, restoring the heap below i. */
+static void spm_heap_sift_down(spm_state *st, size_t i, spm_entry e) {
+    size_t n = st->n_heap;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && spm_pair_before(&st->heap[c + 1], &st->heap[c])) c++;
-        if (!spm_pair_before(&st->heap[c], &last)) break;
+        if (c + 1 < n && st->heap[c + 1] < st->heap[c]) c++;
+        if (e <= st->heap[c]) break;
         st->heap[i] = st->heap[c];
         i = c;
     }
-    if (n > 0) st->heap[i] = last;
+    st->heap[i] = e;
+}
+
+static spm_entry spm_heap_pop(spm_state *st) {
+    spm_entry top = st->heap[0];
+    spm_entry last = st->heap[--st->n_heap];
+    if (st->n_heap > 0) spm_heap_sift_down(st, 0, last);
     return top;
 }
 
-/* Pushes the pair (left, right) when their concatenation is a vocabulary entry. */
-static void spm_try_pair(spm_state *st, int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return;
-    const spm_sym *l = &st->sym[left], *r = &st->sym[right];
-    uint32_t size = l->n + r->n;
-    int32_t id = tok_map_get(&st->t->text_to_id, st->s + l->off, size);
-    if (id < 0 || id >= st->t->n_vocab) return;
-    spm_pair p = {st->t->vocab[id].score, left, right, size};
-    spm_heap_push(st, p);
+/* Sets the pair key of symbol i (with its current next); 1 when there is a pair. */
+static int spm_pair_eval(spm_state *st, int32_t i) {
+    spm_sym *l = &st->sym[i];
+    l->pair_key = SPM_NO_PAIR;
+    if (l->next < 0) return 0;
+    const spm_sym *r = &st->sym[l->next];
+    int32_t id = tok_map_get(&st->t->text_to_id, st->s + l->off, l->n + r->n);
+    if (id < 0 || id >= st->t->n_vocab) return 0;
+    l->pair_key = spm_score_key(st->t->vocab[id].score);
+    return 1;
+}
+
+static inline spm_entry spm_entry_of(const spm_state *st, int32_t i) {
+    return ((uint64_t)st->sym[i].pair_key << 32) | (uint32_t)i;
+}
+
+/* Re-evaluates the pair that starts at symbol i and queues it when there is one. */
+static void spm_pair_update(spm_state *st, int32_t i) {
+    if (i >= 0 && spm_pair_eval(st, i)) spm_heap_push(st, spm_entry_of(st, i));
 }
 
 /* Appends the ids of one final symbol: its own id, else its bytes as byte tokens, else (no
@@ -125,10 +151,10 @@ tw_status tok_spm_encode(const tw_tokenizer *t, const char *text, size_t len, tw
     if (n_bytes > (size_t)INT32_MAX / 4)
         return tw_error(TW_ERR_ARG, "spm tokenizer: text of %zu bytes is too long", len);
 
-    /* One block: symbols (<= n_bytes), heap (the first n-1 pairs plus at most two per merge,
-     * < 3 * n_bytes), then the escaped text. */
+    /* One block: the heap (the first n-1 pairs plus at most two per merge, < 3 * n_bytes;
+     * first, for its 8-byte alignment), the symbols (<= n_bytes), then the escaped text. */
     size_t sym_bytes = n_bytes * sizeof(spm_sym);
-    size_t heap_bytes = 3 * n_bytes * sizeof(spm_pair);
+    size_t heap_bytes = 3 * n_bytes * sizeof(spm_entry);
     size_t total = sym_bytes + heap_bytes + n_bytes;
     _Alignas(16) unsigned char stack_buf[SPM_STACK_BYTES];
     unsigned char *block = stack_buf;
@@ -136,7 +162,7 @@ tw_status tok_spm_encode(const tw_tokenizer *t, const char *text, size_t len, tw
         block = tw_malloc(total);
         if (!block) return tw_error_wrap("spm tokenizer: scratch for %zu bytes of text", len);
     }
-    spm_state st = {t, NULL, (spm_sym *)block, (spm_pair *)(block + sym_bytes), 0};
+    spm_state st = {t, NULL, (spm_sym *)(block + heap_bytes), (spm_entry *)block, 0};
     char *s = (char *)(block + sym_bytes + heap_bytes);
     st.s = s;
 
@@ -159,24 +185,30 @@ tw_status tok_spm_encode(const tw_tokenizer *t, const char *text, size_t len, tw
         uint32_t n = 1, cp;
         if ((uint8_t)s[off] >= 0x80)
             n = (uint32_t)tw_utf8_decode((const uint8_t *)s + off, n_bytes - off, &cp);
-        st.sym[n_sym] = (spm_sym){off, n, n_sym - 1, -1};
+        st.sym[n_sym] = (spm_sym){off, n, n_sym - 1, -1, SPM_NO_PAIR};
         if (n_sym > 0) st.sym[n_sym - 1].next = n_sym;
         n_sym++;
         off += n;
     }
 
-    for (int32_t i = 1; i < n_sym; i++) spm_try_pair(&st, i - 1, i);
+    /* The first pairs all at once, then a bottom-up heapify (O(n) instead of n pushes). */
+    for (int32_t i = 0; i + 1 < n_sym; i++)
+        if (spm_pair_eval(&st, i)) st.heap[st.n_heap++] = spm_entry_of(&st, i);
+    for (size_t i = st.n_heap / 2; i-- > 0;) spm_heap_sift_down(&st, i, st.heap[i]);
 
     while (st.n_heap > 0) {
-        spm_pair p = spm_heap_pop(&st);
-        spm_sym *l = &st.sym[p.left], *r = &st.sym[p.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue; /* stale */
+        spm_entry e = spm_heap_pop(&st);
+        int32_t li = (int32_t)(uint32_t)e;
+        spm_sym *l = &st.sym[li];
+        if (l->n == 0 || l->pair_key != (uint32_t)(e >> 32)) continue; /* stale */
+        spm_sym *r = &st.sym[l->next];
         l->n += r->n;
         r->n = 0;
+        r->pair_key = SPM_NO_PAIR;
         l->next = r->next;
-        if (r->next >= 0) st.sym[r->next].prev = p.left;
-        spm_try_pair(&st, l->prev, p.left);
-        spm_try_pair(&st, p.left, l->next);
+        if (r->next >= 0) st.sym[r->next].prev = li;
+        spm_pair_update(&st, l->prev);
+        spm_pair_update(&st, li);
     }
 
     tw_status status = TW_OK;
