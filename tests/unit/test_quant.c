@@ -447,6 +447,68 @@ static void test_quantize_round_trip_bounds(void) {
     }
 }
 
+/* tests/data/quant/golden.bin (tools/gen_quant_golden.py): random blocks decoded, and rows
+ * encoded, by gguf-py's numpy implementation of the same formats. Both directions must match
+ * bit for bit. */
+static uint64_t rd_le(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static void test_golden_from_gguf_py(void) {
+    const char *dir = test_env("TWIN_TEST_DATA");
+    if (!dir) {
+        fprintf(stderr, "  TWIN_TEST_DATA not set: golden check not run\n");
+        return;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/quant/golden.bin", dir);
+    char *buf;
+    size_t n;
+    CHECK_EQ_INT(tw_file_read(path, &buf, &n), TW_OK);
+    if (!buf) return;
+    const uint8_t *p = (const uint8_t *)buf, *end = p + n;
+    CHECK(n >= 12 && memcmp(p, "TWQG", 4) == 0 && rd_le(p + 4, 4) == 1);
+    uint64_t count = n >= 12 ? rd_le(p + 8, 4) : 0;
+    p += 12;
+    int seen_types = 0, bad = 0;
+    for (uint64_t r = 0; r < count; r++) {
+        if (end - p < 24) break;
+        uint32_t kind = (uint32_t)rd_le(p, 4);
+        tw_dtype t = (tw_dtype)rd_le(p + 4, 4);
+        uint64_t ne = rd_le(p + 8, 8), nb = rd_le(p + 16, 8);
+        p += 24;
+        if (ne > 4096 || nb > 16384 || (uint64_t)(end - p) < ne * 4 + nb) break;
+        static float f[4096], g[4096];
+        static uint8_t q[16384];
+        if (kind == 0) {
+            const uint8_t *src = p;
+            memcpy(f, p + nb, ne * 4);
+            CHECK_EQ_INT(tw_dequantize_row(t, src, g, (int64_t)ne), TW_OK);
+            for (uint64_t i = 0; i < ne; i++)
+                if (memcmp(&f[i], &g[i], 4) != 0 && bad++ < 5)
+                    fprintf(stderr, "  %s dequant [%llu]: %.9g, gguf-py %.9g\n",
+                            tw_dtype_name(t),
+                            (unsigned long long)i, g[i], f[i]);
+        } else {
+            memcpy(f, p, ne * 4);
+            CHECK_EQ_INT(tw_quantize_row(t, f, q, (int64_t)ne), TW_OK);
+            CHECK_EQ_INT(tw_dtype_row_bytes(t, (int64_t)ne), nb);
+            for (uint64_t i = 0; i < nb; i++)
+                if (q[i] != p[ne * 4 + i] && bad++ < 5)
+                    fprintf(stderr, "  %s quant byte %llu: %02x, gguf-py %02x\n",
+                            tw_dtype_name(t), (unsigned long long)i, q[i], p[ne * 4 + i]);
+        }
+        p += ne * 4 + nb;
+        seen_types++;
+    }
+    CHECK_EQ_INT(seen_types, (int)count);
+    CHECK(count >= 17);
+    CHECK_EQ_INT(bad, 0);
+    tw_free(buf);
+}
+
 int main(void) {
     RUN(test_type_table);
     RUN(test_f16_conversions);
@@ -456,5 +518,6 @@ int main(void) {
     RUN(test_dequant_q2_k_q3_k_q8_k);
     RUN(test_quantize_reference_rounding);
     RUN(test_quantize_round_trip_bounds);
+    RUN(test_golden_from_gguf_py);
     TEST_DONE();
 }
