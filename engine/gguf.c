@@ -9,8 +9,10 @@
  *   str = u64 length + bytes (no NUL); array value = u32 elem_type, u64 count, elements.
  *
  * The reader decodes into one arena per file; string and scalar-array contents stay in the
- * mapping. Every allocation is bounded by what the remaining bytes of the file can hold (each
- * counted thing has a minimum encoded size), so a hostile count cannot cause a huge allocation.
+ * mapping. A count read from the file is first checked against what the remaining bytes can
+ * hold (each counted thing has a minimum encoded size), and memory then grows only with the
+ * entries actually parsed (or, for string arrays, after they have been walked), so a lying
+ * count costs nothing and the memory used stays within a small multiple of the file's size.
  */
 #include "gguf.h"
 
@@ -30,9 +32,9 @@ struct gguf_file {
     uint32_t alignment;
     uint64_t data_offset;
     uint64_t n_kv;
-    gguf_kv *kv;
+    gguf_kv *kv;          /* tw_realloc'd, grows as entries are parsed */
     uint64_t n_tensors;
-    gguf_tensor *tensors;
+    gguf_tensor *tensors; /* likewise */
     uint64_t *kv_hash; /* open addressing: index + 1, 0 = empty; kv_hash_cap a power of 2 */
     uint64_t kv_hash_cap;
     uint64_t *t_hash;
@@ -167,6 +169,19 @@ static tw_status rd_str(gguf_rd *r, gguf_str *out, const char *what) {
     return TW_OK;
 }
 
+/* Room for element `need` (0-based) in a tw_realloc'd array of capacity *cap, doubling. The
+ * caller has bounded `need` by the file size, so the sizes cannot overflow. */
+static tw_status rd_grow(gguf_rd *r, void **arr, uint64_t *cap, uint64_t need, size_t elem) {
+    if (need < *cap) return TW_OK;
+    uint64_t nc = *cap ? 2 * *cap : 16;
+    while (nc <= need) nc *= 2;
+    void *p = tw_realloc(*arr, (size_t)(nc * elem));
+    if (!p) return tw_error(TW_ERR_NOMEM, "%s: %s: out of memory", r->file, r->ctx);
+    *arr = p;
+    *cap = nc;
+    return TW_OK;
+}
+
 static void *rd_alloc(gguf_rd *r, uint64_t count, size_t elem) {
     /* callers bound count by the bytes left in the file, so this cannot overflow on 64-bit */
     void *p = tw_arena_alloc(r->arena, (size_t)count * elem, 8);
@@ -209,13 +224,11 @@ static tw_status rd_array(gguf_rd *r, gguf_value *out, int depth) {
         return TW_OK;
     }
     if (count == 0) return TW_OK;
-    uint64_t *offs = rd_alloc(r, count, sizeof *offs);
-    if (!offs) return TW_ERR_NOMEM;
-    out->v.arr.offsets = offs;
     if (et == GGUF_TYPE_STRING) {
-        /* the hot loop of a vocabulary: the message is only formatted on failure */
+        /* Walk the strings first (the hot loop of a vocabulary: a message is only formatted on
+         * failure), then allocate the offsets for the count now known to be real. */
+        size_t start = r->pos;
         for (uint64_t i = 0; i < count; i++) {
-            offs[i] = (uint64_t)(r->p + r->pos - out->v.arr.data);
             uint64_t len = rd_left(r) >= 8 ? ld_u64(r->p + r->pos) : 0;
             if (rd_left(r) < 8 || len > rd_left(r) - 8) {
                 char what[48];
@@ -225,21 +238,43 @@ static tw_status rd_array(gguf_rd *r, gguf_value *out, int depth) {
             }
             r->pos += 8 + (size_t)len;
         }
+        uint64_t *offs = rd_alloc(r, count, sizeof *offs);
+        if (!offs) return TW_ERR_NOMEM;
+        size_t pos = start;
+        for (uint64_t i = 0; i < count; i++) {
+            offs[i] = pos - start;
+            pos += 8 + (size_t)ld_u64(r->p + pos);
+        }
+        out->v.arr.offsets = offs;
         return TW_OK;
     }
-    /* ARRAY of ARRAY */
+    /* ARRAY of ARRAY: elements are decoded into growing scratch arrays, then moved into the
+     * arena at their real count. */
     if (depth >= GGUF_MAX_DEPTH)
         return tw_error(TW_ERR_FORMAT, "%s: %s: arrays nested deeper than %d at offset %zu",
                         r->file, r->ctx, GGUF_MAX_DEPTH, r->pos);
-    gguf_value *nested = rd_alloc(r, count, sizeof *nested);
-    if (!nested) return TW_ERR_NOMEM;
-    out->v.arr.nested = nested;
-    for (uint64_t i = 0; i < count; i++) {
-        offs[i] = (uint64_t)(r->p + r->pos - out->v.arr.data);
-        s = rd_value(r, GGUF_TYPE_ARRAY, &nested[i], depth + 1);
-        if (s) return s;
+    gguf_value *tmp = NULL;
+    uint64_t *toff = NULL, cap_v = 0, cap_o = 0;
+    for (uint64_t i = 0; i < count && s == TW_OK; i++) {
+        if ((s = rd_grow(r, (void **)&tmp, &cap_v, i, sizeof *tmp)) ||
+            (s = rd_grow(r, (void **)&toff, &cap_o, i, sizeof *toff)))
+            break;
+        toff[i] = (uint64_t)(r->p + r->pos - out->v.arr.data);
+        s = rd_value(r, GGUF_TYPE_ARRAY, &tmp[i], depth + 1);
     }
-    return TW_OK;
+    gguf_value *nested = s ? NULL : rd_alloc(r, count, sizeof *nested);
+    uint64_t *offs = nested ? rd_alloc(r, count, sizeof *offs) : NULL;
+    if (offs) {
+        memcpy(nested, tmp, (size_t)count * sizeof *nested);
+        memcpy(offs, toff, (size_t)count * sizeof *offs);
+        out->v.arr.nested = nested;
+        out->v.arr.offsets = offs;
+    } else if (!s) {
+        s = TW_ERR_NOMEM;
+    }
+    tw_free(tmp);
+    tw_free(toff);
+    return s;
 }
 
 static tw_status rd_value(gguf_rd *r, gguf_type type, gguf_value *out, int depth) {
@@ -313,10 +348,14 @@ static uint64_t hash_find(const uint64_t *tab, uint64_t cap, const char *s, size
 
 static tw_status parse_kv(gguf_file *f, gguf_rd *r) {
     char nb[GGUF_MSG_NAME_MAX + 8];
+    uint64_t cap = 0;
     for (uint64_t i = 0; i < f->n_kv; i++) {
-        gguf_kv *kv = &f->kv[i];
         snprintf(r->ctx, sizeof r->ctx, "metadata %llu", (unsigned long long)i);
-        tw_status s = rd_str(r, &kv->key, "key");
+        tw_status s = rd_grow(r, (void **)&f->kv, &cap, i, sizeof *f->kv);
+        if (s) return s;
+        gguf_kv *kv = &f->kv[i];
+        memset(kv, 0, sizeof *kv);
+        s = rd_str(r, &kv->key, "key");
         if (s) return s;
         snprintf(r->ctx, sizeof r->ctx, "metadata %llu '%s'", (unsigned long long)i,
                  msg_name(nb, sizeof nb, kv->key.ptr, kv->key.len));
@@ -328,8 +367,6 @@ static tw_status parse_kv(gguf_file *f, gguf_rd *r) {
                             r->ctx, type, r->pos - 4);
         s = rd_value(r, (gguf_type)type, &kv->value, 0);
         if (s) return s;
-        if (hash_insert(f->kv_hash, f->kv_hash_cap, kv->key, i, kv_name, f))
-            return tw_error(TW_ERR_FORMAT, "%s: %s: duplicate key", r->file, r->ctx);
         if (gguf_str_eq(kv->key, "general.alignment")) {
             const gguf_value *v = &kv->value;
             int is_uint = v->type == GGUF_TYPE_UINT8 || v->type == GGUF_TYPE_UINT16 ||
@@ -345,15 +382,30 @@ static tw_status parse_kv(gguf_file *f, gguf_rd *r) {
             f->alignment = (uint32_t)a;
         }
     }
+    if (f->n_kv == 0) return TW_OK;
+    f->kv_hash_cap = hash_cap_for(f->n_kv);
+    f->kv_hash = rd_alloc(r, f->kv_hash_cap, sizeof *f->kv_hash);
+    if (!f->kv_hash) return TW_ERR_NOMEM;
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        const gguf_kv *kv = &f->kv[i];
+        if (hash_insert(f->kv_hash, f->kv_hash_cap, kv->key, i, kv_name, f))
+            return tw_error(TW_ERR_FORMAT, "%s: metadata %llu '%s': duplicate key", r->file,
+                            (unsigned long long)i,
+                            msg_name(nb, sizeof nb, kv->key.ptr, kv->key.len));
+    }
     return TW_OK;
 }
 
 static tw_status parse_tensor_infos(gguf_file *f, gguf_rd *r) {
     char nb[GGUF_MSG_NAME_MAX + 8];
+    uint64_t cap = 0;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        gguf_tensor *t = &f->tensors[i];
         snprintf(r->ctx, sizeof r->ctx, "tensor %llu", (unsigned long long)i);
-        tw_status s = rd_str(r, &t->name, "name");
+        tw_status s = rd_grow(r, (void **)&f->tensors, &cap, i, sizeof *f->tensors);
+        if (s) return s;
+        gguf_tensor *t = &f->tensors[i];
+        memset(t, 0, sizeof *t);
+        s = rd_str(r, &t->name, "name");
         if (s) return s;
         snprintf(r->ctx, sizeof r->ctx, "tensor %llu '%s'", (unsigned long long)i,
                  msg_name(nb, sizeof nb, t->name.ptr, t->name.len));
@@ -378,8 +430,17 @@ static tw_status parse_tensor_infos(gguf_file *f, gguf_rd *r) {
                             type);
         t->type = (tw_dtype)type;
         if ((s = rd_u64(r, &t->offset, "data offset"))) return s;
+    }
+    if (f->n_tensors == 0) return TW_OK;
+    f->t_hash_cap = hash_cap_for(f->n_tensors);
+    f->t_hash = rd_alloc(r, f->t_hash_cap, sizeof *f->t_hash);
+    if (!f->t_hash) return TW_ERR_NOMEM;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
         if (hash_insert(f->t_hash, f->t_hash_cap, t->name, i, tensor_name, f))
-            return tw_error(TW_ERR_FORMAT, "%s: %s: duplicate tensor name", r->file, r->ctx);
+            return tw_error(TW_ERR_FORMAT, "%s: tensor %llu '%s': duplicate tensor name",
+                            r->file, (unsigned long long)i,
+                            msg_name(nb, sizeof nb, t->name.ptr, t->name.len));
     }
     return TW_OK;
 }
@@ -477,12 +538,6 @@ static tw_status parse(gguf_file *f) {
         return tw_error(TW_ERR_FORMAT,
                         "%s: header: metadata count %llu cannot fit in the file (%zu bytes)",
                         f->name, (unsigned long long)f->n_kv, f->size);
-    if (f->n_kv) {
-        f->kv = rd_alloc(&r, f->n_kv, sizeof *f->kv);
-        f->kv_hash_cap = hash_cap_for(f->n_kv);
-        f->kv_hash = f->kv ? rd_alloc(&r, f->kv_hash_cap, sizeof *f->kv_hash) : NULL;
-        if (!f->kv_hash) return TW_ERR_NOMEM;
-    }
     if ((s = parse_kv(f, &r))) return s;
     snprintf(r.ctx, sizeof r.ctx, "header");
     if (f->n_tensors > rd_left(&r) / GGUF_TINFO_MIN_BYTES)
@@ -490,12 +545,6 @@ static tw_status parse(gguf_file *f) {
                         "%s: header: tensor count %llu cannot fit in the %zu bytes after the "
                         "metadata",
                         f->name, (unsigned long long)f->n_tensors, rd_left(&r));
-    if (f->n_tensors) {
-        f->tensors = rd_alloc(&r, f->n_tensors, sizeof *f->tensors);
-        f->t_hash_cap = hash_cap_for(f->n_tensors);
-        f->t_hash = f->tensors ? rd_alloc(&r, f->t_hash_cap, sizeof *f->t_hash) : NULL;
-        if (!f->t_hash) return TW_ERR_NOMEM;
-    }
     if ((s = parse_tensor_infos(f, &r))) return s;
     uint64_t a = f->alignment;
     f->data_offset = ((uint64_t)r.pos + a - 1) / a * a;
@@ -548,6 +597,8 @@ gguf_file *gguf_open(const char *path) {
 
 void gguf_close(gguf_file *f) {
     if (!f) return;
+    tw_free(f->kv);
+    tw_free(f->tensors);
     tw_arena_free(f->arena);
     tw_mfile_close(&f->mf);
     tw_free(f->name);

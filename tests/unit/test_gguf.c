@@ -467,6 +467,51 @@ static void test_no_tensors_no_padding(void) {
     gguf_close(f);
 }
 
+/* A count that the file's size allows but its content does not back costs no memory: a 1 MB
+ * file whose header claims 70000 entries (one real entry padding the file out) and one whose
+ * nested array claims 80000 elements. The old up-front allocation would take over 4 MB. Runs
+ * first, so the allocator's peak reflects this call. */
+static void test_lying_counts_cost_no_memory(void) {
+    size_t cap = 1 << 20;
+    uint8_t *b = calloc(1, cap);
+    CHECK(b != NULL);
+    if (!b) return;
+    for (int variant = 0; variant < 2; variant++) {
+        memset(b, 0, cap);
+        size_t o = 0;
+        memcpy(b, "GGUF", 4), o = 4;
+        b[o] = 3, o += 4;
+        o += 8; /* no tensors */
+        uint64_t nkv = variant == 0 ? 70000 : 1;
+        for (int i = 0; i < 8; i++) b[o + i] = (uint8_t)(nkv >> (8 * i));
+        o += 8;
+        /* key "k" */
+        b[o] = 1, o += 8;
+        b[o++] = 'k';
+        if (variant == 0) { /* a string that fills the file: the next entry is missing */
+            b[o] = GGUF_TYPE_STRING, o += 4;
+            uint64_t len = cap - o - 8 - 100;
+            for (int i = 0; i < 8; i++) b[o + i] = (uint8_t)(len >> (8 * i));
+        } else { /* array of 80000 arrays, the first of which claims 2^40 bytes */
+            b[o] = GGUF_TYPE_ARRAY, o += 4;
+            b[o] = GGUF_TYPE_ARRAY, o += 4;
+            uint64_t n = 80000;
+            for (int i = 0; i < 8; i++) b[o + i] = (uint8_t)(n >> (8 * i));
+            o += 8;
+            b[o] = GGUF_TYPE_UINT8, o += 4;
+            b[o + 5] = 1; /* count 2^40 */
+        }
+        size_t before = tw_mem_get_stats().current_bytes;
+        gguf_file *f = gguf_open_memory(b, cap, "big.gguf");
+        size_t peak = tw_mem_get_stats().peak_bytes;
+        CHECK(f == NULL && tw_errcode() == TW_ERR_FORMAT);
+        CHECK(peak - before < 512 * 1024);
+        CHECK_EQ_INT(tw_mem_get_stats().current_bytes, before);
+        gguf_close(f);
+    }
+    free(b);
+}
+
 /* Allocation failures inside gguf_open give TW_ERR_NOMEM and leak nothing. */
 static void test_open_allocation_failures(void) {
     static buf w;
@@ -647,6 +692,7 @@ static void test_writer_setters_round_trip(void) {
 }
 
 int main(void) {
+    RUN(test_lying_counts_cost_no_memory);
     RUN(test_read_reference_v3);
     RUN(test_read_reference_v2_from_file);
     RUN(test_refuse_versions_and_magic);
