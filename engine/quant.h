@@ -42,15 +42,17 @@ size_t tw_dtype_type_size(tw_dtype t);
 /* Bytes of a row of n elements; 0 when n is not a multiple of the block size or the type is
  * unknown (callers treat 0 as a format error). */
 size_t tw_dtype_row_bytes(tw_dtype t, int64_t n);
-/* 1 when tw_dequantize_row supports the type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K,
- * Q6_K at least). */
+/* 1 when tw_dequantize_row supports the type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K (not the IQ*, TQ*, MXFP4 or integer types). */
 int tw_dtype_can_dequantize(tw_dtype t);
 
 /* Converts n elements (a multiple of the block size) of type t at src to f32 at dst (n).
- * Returns TW_ERR_UNSUPPORTED for a type it cannot convert. */
+ * Returns TW_ERR_UNSUPPORTED for a type it cannot convert, TW_ERR_ARG when n is not a
+ * multiple of the block size. Bit-exact with ggml's reference dequantizers. */
 tw_status tw_dequantize_row(tw_dtype t, const void *src, float *dst, int64_t n);
-/* Converts n f32 values to type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1 at least), the way
- * ggml's reference quantizers round, so files we write load in llama.cpp. */
+/* Converts n f32 values to type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1), byte for byte the way
+ * ggml's reference quantizers round, so files we write load in llama.cpp. TW_ERR_UNSUPPORTED
+ * for other types, TW_ERR_ARG when n is not a multiple of the block size. */
 tw_status tw_quantize_row(tw_dtype t, const float *src, void *dst, int64_t n);
 
 /* Scalar half conversions (IEEE binary16 and bfloat16, round to nearest even). */
