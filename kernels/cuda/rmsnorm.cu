@@ -26,10 +26,10 @@ __device__ static inline float warp_sum(float v) {
 /* y, x: (rows, n), w: (n). blockDim = (32, ROWS_PER_WARP_BLOCK); one warp per row. */
 __global__ static void rmsnorm_warp_kernel(float *y, const float *x, const float *w, int rows,
                                            int n, float eps) {
-    int row = blockIdx.x * blockDim.y + threadIdx.y;
+    int64_t row = (int64_t)blockIdx.x * blockDim.y + threadIdx.y; /* 64-bit: rows near 2^31 */
     if (row >= rows) return; /* the whole warp leaves together: row is uniform in a warp */
-    const float *xr = x + (int64_t)row * n;
-    float *yr = y + (int64_t)row * n;
+    const float *xr = x + row * n;
+    float *yr = y + row * n;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += WARP) ss = fmaf(xr[i], xr[i], ss);
     ss = warp_sum(ss);
