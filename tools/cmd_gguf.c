@@ -21,7 +21,8 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: twin gguf info FILE\n\n"
+            "usage: twin gguf info FILE\n"
+            "       twin gguf info NAME     (a model fetched by twin model fetch)\n\n"
             "Prints a GGUF file's header (version, alignment, data offset), every metadata key\n"
             "with its type and value (arrays summarised by their first elements, long strings\n"
             "shortened), every tensor's name, type, shape, size and offset, and the totals.\n"
@@ -228,5 +229,13 @@ int cmd_gguf(int argc, char **argv) {
         file = argv[i];
     }
     if (!file) return cli_fail(CLI_USAGE, "gguf", "info: needs a FILE (twin gguf --help)");
+    /* A bare name that is no file (e.g. smollm2-135m) is a fetched model's name. */
+    if (!tw_path_exists(file) && !strchr(file, '/') && !strstr(file, ".gguf")) {
+        char *path = cli_resolve_model("gguf", file);
+        if (!path) return CLI_ERR;
+        int rc = gguf_info(path);
+        tw_free(path);
+        return rc;
+    }
     return gguf_info(file);
 }
