@@ -50,5 +50,6 @@ int cmd_gguf(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

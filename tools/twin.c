@@ -10,6 +10,7 @@ static const cli_command commands[] = {
     {"tokenize", cmd_tokenize, "tokenize stdin with a model's tokenizer"},
     {"bench", cmd_bench, "benchmarks against reference implementations (bench tokenize)"},
     {"info", cmd_info, "the build: version, backends, threads"},
+    {"demo", cmd_demo, "the whole twin end to end on the embedded default"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
