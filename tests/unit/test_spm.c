@@ -1,8 +1,13 @@
 /* test_spm.c: SentencePiece BPE (engine/tok_spm.c) on hand-built vocabularies: merge order
  * by score, leftmost ties, stale pairs, the space prefix and U+2581 escaping, byte fallback,
  * the unknown token, invalid UTF-8, long inputs (heap scratch) and allocation failure.
- * The real vocabularies (llama-spm, phi-3) are checked by test_tokenizer_vectors. */
+ * Real vocabularies: llama-spm and phi-3 are checked on llama.cpp's vectors by
+ * test_tokenizer_vectors; baichuan, which has no vectors, here against
+ * tests/data/tokenizer/baichuan.spm.golden.jsonl (tools/gen_spm_golden.py: HF tokenizers with
+ * the vocabulary converted as transformers converts SentencePiece models; that reference
+ * reproduces the llama-spm and phi-3 vectors). */
 #include "test.h"
+#include "tok_golden.h"
 #include "tokenizer_impl.h"
 
 #define SP "\xE2\x96\x81" /* U+2581, SentencePiece's space */
@@ -308,6 +313,66 @@ static void test_round_trip_random(void) {
     spm_free(t);
 }
 
+typedef struct {
+    const tw_tokenizer *t;
+    int rows, same;
+} golden_ctx;
+
+static void golden_row(const tw_json *row, void *ctx) {
+    golden_ctx *g = ctx;
+    size_t len = 0;
+    char *text = golden_text(row, &len);
+    const tw_json *want = tw_json_get(row, "ids");
+    g->rows++;
+    CHECK(text && tw_json_is_array(want));
+    if (!text || !want) {
+        tw_free(text);
+        return;
+    }
+    tw_tokens out;
+    tw_tokens_init(&out);
+    CHECK_EQ_INT(tw_tokenizer_encode(g->t, text, len, 0, &out), TW_OK);
+    int ok = out.n == tw_json_size(want);
+    size_t i = 0;
+    for (const tw_json *x = tw_json_first(want); ok && x; x = tw_json_next(x), i++)
+        ok = out.ids[i] == (int32_t)tw_json_num(x, -1);
+    if (!ok && g->rows - g->same <= 5)
+        fprintf(stderr, "  baichuan: %s: %zu ids, expected %zu (first differing at %zu)\n",
+                tw_json_get_str(row, "name", "?"), out.n, tw_json_size(want), i);
+    g->same += ok;
+    tw_tokens_free(&out);
+    tw_free(text);
+}
+
+static void test_baichuan_golden(void) {
+    const char *shared = test_env("TWIN_SHARED"), *data = test_env("TWIN_TEST_DATA");
+    tw_sb gpath, jpath;
+    tw_sb_init(&gpath);
+    tw_sb_init(&jpath);
+    tw_sb_printf(&gpath, "%s/testdata/tokenizer/ggml-vocab-baichuan.gguf", shared ? shared : "");
+    if (!shared || !data || !tw_path_exists(tw_sb_str(&gpath))) {
+        fprintf(stderr, "  %s not found: baichuan golden not run\n", tw_sb_str(&gpath));
+        tw_sb_free(&gpath);
+        tw_sb_free(&jpath);
+        return;
+    }
+    tw_sb_printf(&jpath, "%s/tokenizer/baichuan.spm.golden.jsonl", data);
+    tw_tokenizer *t = tw_tokenizer_load(tw_sb_str(&gpath));
+    if (!t) fprintf(stderr, "%s\n", tw_errmsg());
+    CHECK(t != NULL);
+    if (t) {
+        CHECK_EQ_INT(tw_tokenizer_kind(t), TW_TOK_SPM);
+        golden_ctx g = {t, 0, 0};
+        int rows = golden_each_row(tw_sb_str(&jpath), golden_row, &g);
+        fprintf(stderr, "  baichuan: %d texts, %d match the reference\n", g.rows, g.same);
+        CHECK(rows >= 100);
+        CHECK_EQ_INT(g.same, g.rows);
+        tw_tokenizer_free(t);
+    }
+    tw_sb_free(&gpath);
+    tw_sb_free(&jpath);
+}
+
 int main(void) {
     RUN(test_merge_order_by_score);
     RUN(test_ties_go_leftmost);
@@ -318,5 +383,6 @@ int main(void) {
     RUN(test_appends_to_existing_ids);
     RUN(test_long_text);
     RUN(test_round_trip_random);
+    RUN(test_baichuan_golden);
     TEST_DONE();
 }
