@@ -24,10 +24,13 @@
  *
  * Writing: st_writer collects metadata and tensors (data referenced, not copied), then
  * st_writer_write() writes the file atomically (tw_afile: temporary file + fsync + rename).
- * The header lists "__metadata__" first, then the tensors in the order their data is laid
- * out: by dtype size descending, then by name (byte-wise strcmp), the order Hugging Face's
- * safetensors library uses, so every tensor's data is aligned to its element size. The header
- * is padded with spaces so that the data section starts at a multiple of 8 bytes.
+ * Key order in the written header: "__metadata__" first (omitted when no entry was set), its
+ * entries in the order they were first set; then the tensors in the order their data is laid
+ * out: by element size descending, then by name (byte-wise strcmp). Like Hugging Face's
+ * library (which sorts by dtype, widest first, then name) this keeps every tensor's data
+ * aligned to its element size without gaps. The header is compact JSON padded with spaces so
+ * that the data section starts at a multiple of 8 bytes; Python's json and the safetensors
+ * library read it.
  *
  * Byte order: safetensors is little-endian; twin runs on little-endian hosts only.
  *
