@@ -1081,14 +1081,15 @@ static int is_special_type(tw_toktype ty) {
 /* SentencePiece: "▁" is a space; <0xNN> is a byte; a space that encoding put in front of a
  * fragment (at the start and after an added token) is taken off again. */
 static void decode_spm(const tw_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
-                       tw_sb *out) {
-    int strip = t->add_space_prefix;
+                       int prefix_rule, tw_sb *out) {
+    int prefix = prefix_rule && t->add_space_prefix;
+    int strip = prefix;
     for (size_t i = 0; i < n; i++) {
         const tok_entry *e = &t->vocab[ids[i]];
         if (is_added_type(e->type)) {
             if (!(is_special_type(e->type) && (flags & TW_TOK_SKIP_SPECIAL)))
                 tw_sb_append(out, e->text, e->len);
-            strip = t->add_space_prefix;
+            strip = prefix;
             continue;
         }
         if (e->type == TW_TOKTYPE_BYTE && e->len == 6 && !memcmp(e->text, "<0x", 3) && e->text[5] == '>') {
@@ -1196,10 +1197,28 @@ tw_status tw_tokenizer_decode(const tw_tokenizer *t, const int32_t *ids, size_t 
             tw_sb_append(out, (const char *)b, len);
         }
         break;
-    case TW_TOK_SPM: decode_spm(t, ids, n, flags, out); break;
+    case TW_TOK_SPM: decode_spm(t, ids, n, flags, 1, out); break;
     case TW_TOK_WORDPIECE: decode_wordpiece(t, ids, n, flags, out); break;
     }
     if (out->failed) return tw_error(TW_ERR_NOMEM, "tokenizer decode: no memory for the text");
+    return TW_OK;
+}
+
+tw_status tw_tokenizer_piece(const tw_tokenizer *t, int32_t id, tw_sb *out) {
+    if (!t || !out) return tw_error(TW_ERR_ARG, "tokenizer piece: bad argument");
+    if (id < 0 || id >= t->n_vocab)
+        return tw_error(TW_ERR_ARG, "tokenizer: token id %d is out of range [0, %d)", id, t->n_vocab);
+    const tok_entry *e = &t->vocab[id];
+    if (t->kind == TW_TOK_BPE) {
+        size_t len;
+        const uint8_t *b = tok_bpe_token_bytes(t, id, &len);
+        tw_sb_append(out, (const char *)b, len);
+    } else if (t->kind == TW_TOK_SPM && !is_added_type(e->type)) {
+        decode_spm(t, &id, 1, 0, 0, out); /* without the space-prefix rule */
+    } else {
+        tw_sb_append(out, e->text, e->len);
+    }
+    if (out->failed) return tw_error(TW_ERR_NOMEM, "tokenizer piece: no memory");
     return TW_OK;
 }
 

@@ -68,6 +68,11 @@ tw_status tw_tokenizer_encode(const tw_tokenizer *t, const char *text, size_t le
 tw_status tw_tokenizer_decode(const tw_tokenizer *t, const int32_t *ids, size_t n,
                               unsigned flags, tw_sb *out);
 
+/* Appends the text one token stands for in the middle of a decoded text (llama.cpp's
+ * token_to_piece): byte-level BPE its bytes, SPM its text with "▁" as a space and <0xNN> as
+ * that byte, WordPiece and added tokens their vocabulary text. Out-of-range ids are an error. */
+tw_status tw_tokenizer_piece(const tw_tokenizer *t, int32_t id, tw_sb *out);
+
 tw_tok_kind tw_tokenizer_kind(const tw_tokenizer *t);
 const char *tw_tokenizer_pre_name(const tw_tokenizer *t); /* "gpt2", "smollm", ... or "" */
 int32_t tw_tokenizer_n_vocab(const tw_tokenizer *t);
