@@ -3,8 +3,8 @@
  * The fragment is escaped (every ' ' becomes U+2581 "▁", and a leading "▁" is added when the
  * tokenizer's add_space_prefix is set), split into UTF-8 characters, and then the adjacent
  * pair of symbols whose concatenation is a vocabulary entry with the highest score is merged,
- * again and again (ties: the leftmost pair), through a max-heap of candidate pairs over a
- * doubly linked list of symbols. Symbols left that are not vocabulary entries are written as
+ * again and again (ties: the leftmost pair), through a priority queue of candidate pairs over
+ * a doubly linked list of symbols. Symbols left that are not vocabulary entries are written as
  * byte tokens <0xNN> (byte_fallback) or as the unknown token.
  *
  * Where this differs from a textbook SentencePiece encoder, it follows llama.cpp, because the
@@ -19,8 +19,9 @@
  *     text and after every special token, and the caller (tokenizer.c) hands us exactly those
  *     raw fragments that sit between special tokens.
  *
- * Cost: one scratch allocation per call (none for fragments up to a few hundred bytes, which
- * use a stack buffer), one hash lookup per candidate pair, O(n log n) heap work.
+ * Cost: one scratch allocation per call (none for fragments up to ~180 bytes, which use a
+ * stack buffer), one hash lookup per candidate pair, O(n log n) heap work. The whole fragment
+ * is one sequence (there is no pre-tokenizer), as in llama.cpp.
  */
 #include "tokenizer_impl.h"
 
