@@ -160,8 +160,12 @@ static void wp_word_end(wp_state *st) {
 /* Appends bytes that form one character of the word (counted even past the limit, where the
  * word is already bound to be unknown and its text no longer matters). */
 static inline void wp_word_add(wp_state *st, const char *s, int n) {
-    int i = st->n_chars++;
-    if (i >= st->wp->max_chars) return;
+    int i = st->n_chars;
+    if (i >= st->wp->max_chars) {
+        st->n_chars = st->wp->max_chars + 1; /* over the limit; the count stops here */
+        return;
+    }
+    st->n_chars = i + 1;
     uint32_t off = st->bnd[i];
     memcpy(st->buf + off, s, (size_t)n);
     st->bnd[i + 1] = off + (uint32_t)n;
@@ -354,7 +358,6 @@ tw_status tok_wordpiece_init(tw_tokenizer *t, int lowercase, int strip_accents,
                                     "positive", max_input_chars_per_word);
     const char *prefix = continuing_prefix ? continuing_prefix : "##";
     size_t plen = strlen(prefix);
-    tok_wordpiece_free(t);
     tok_wp *wp = tw_calloc(1, sizeof *wp);
     if (!wp) return tw_error_wrap("wordpiece tokenizer");
     wp->lowercase = lowercase != 0;
@@ -398,10 +401,13 @@ tw_status tok_wordpiece_init(tw_tokenizer *t, int lowercase, int strip_accents,
             if (klen > wp->max_cont) wp->max_cont = klen;
         }
     }
-    t->wordpiece = wp;
-    if (st != TW_OK) {
-        tok_wordpiece_free(t);
+    if (st != TW_OK) { /* the tokenizer keeps its earlier settings, if any */
+        tok_map_free(&wp->first);
+        tok_map_free(&wp->cont);
+        tw_free(wp);
         return tw_error_wrap("wordpiece tokenizer: vocabulary maps");
     }
+    tok_wordpiece_free(t);
+    t->wordpiece = wp;
     return TW_OK;
 }
