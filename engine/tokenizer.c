@@ -727,10 +727,8 @@ static void parse_post(tw_tokenizer *t, const tw_json *pp) {
     }
 }
 
-static tw_status load_hf(tw_tokenizer *t, const char *path) {
-    tw_json *root = tw_json_parse_file(path);
-    if (!root) return tw_errcode();
-    tw_json *cfg = NULL;
+/* `path` names the source in messages. */
+static tw_status load_hf(tw_tokenizer *t, const tw_json *root, const tw_json *cfg, const char *path) {
     tw_status st = TW_OK;
     gguf_str *merges = NULL;
     uint64_t n_merges = 0;
@@ -793,21 +791,7 @@ static tw_status load_hf(tw_tokenizer *t, const char *path) {
     st = finish(t, path);
     if (st != TW_OK) goto done;
 
-    /* tokenizer_config.json beside it: names of the special tokens, add_bos/add_eos. */
-    {
-        const char *slash = strrchr(path, '/');
-        size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-        char *cpath = tw_malloc(dir + 32);
-        if (cpath) {
-            memcpy(cpath, path, dir);
-            strcpy(cpath + dir, "tokenizer_config.json");
-            if (tw_path_exists(cpath)) {
-                cfg = tw_json_parse_file(cpath);
-                if (!cfg) tw_log_warn("%s", tw_errmsg()), tw_error_clear();
-            }
-            tw_free(cpath);
-        }
-    }
+    /* tokenizer_config.json: names of the special tokens, add_bos/add_eos. */
     t->bos = find_text(t, config_token(cfg, "bos_token"));
     t->eos = find_text(t, config_token(cfg, "eos_token"));
     t->pad = find_text(t, config_token(cfg, "pad_token"));
@@ -900,25 +884,49 @@ static tw_status load_hf(tw_tokenizer *t, const char *path) {
 
 done:
     tw_free(merges);
-    tw_json_free(cfg);
-    tw_json_free(root);
     return st;
 }
 
-tw_tokenizer *tw_tokenizer_from_hf(const char *tokenizer_json_path) {
-    if (!tokenizer_json_path) {
-        tw_error(TW_ERR_ARG, "tokenizer: no path");
-        return NULL;
-    }
+tw_tokenizer *tok_from_hf_json(const tw_json *root, const tw_json *config, const char *name) {
     tw_tokenizer *t = tok_new();
     if (!t) {
-        tw_error(TW_ERR_NOMEM, "%s: no memory for a tokenizer", tokenizer_json_path);
+        tw_error(TW_ERR_NOMEM, "%s: no memory for a tokenizer", name);
         return NULL;
     }
-    if (load_hf(t, tokenizer_json_path) != TW_OK) {
+    if (!root || load_hf(t, root, config, name) != TW_OK) {
+        if (!root) tw_error(TW_ERR_ARG, "%s: no JSON document", name);
         tw_tokenizer_free(t);
         return NULL;
     }
+    return t;
+}
+
+tw_tokenizer *tw_tokenizer_from_hf(const char *tokenizer_json_path) {
+    const char *path = tokenizer_json_path;
+    if (!path) {
+        tw_error(TW_ERR_ARG, "tokenizer: no path");
+        return NULL;
+    }
+    tw_json *root = tw_json_parse_file(path);
+    if (!root) return NULL;
+    /* tokenizer_config.json beside it, when there is one */
+    tw_json *cfg = NULL;
+    const char *slash = strrchr(path, '/');
+    tw_sb cpath;
+    tw_sb_init(&cpath);
+    if (slash) tw_sb_append(&cpath, path, (size_t)(slash - path + 1));
+    tw_sb_puts(&cpath, "tokenizer_config.json");
+    if (!cpath.failed && tw_path_exists(tw_sb_str(&cpath))) {
+        cfg = tw_json_parse_file(tw_sb_str(&cpath));
+        if (!cfg) {
+            tw_log_warn("%s (ignored)", tw_errmsg());
+            tw_error_clear();
+        }
+    }
+    tw_sb_free(&cpath);
+    tw_tokenizer *t = tok_from_hf_json(root, cfg, path);
+    tw_json_free(cfg);
+    tw_json_free(root);
     return t;
 }
 

@@ -17,6 +17,7 @@
 #ifndef TWIN_TOKENIZER_IMPL_H
 #define TWIN_TOKENIZER_IMPL_H
 
+#include "json.h"
 #include "tokenizer.h"
 
 /* Open-addressing string -> int32 map (keys are referenced, not copied). */
@@ -157,6 +158,11 @@ tw_status tok_bpe_encode(const tw_tokenizer *t, const char *text, size_t len, tw
 tw_status tok_spm_encode(const tw_tokenizer *t, const char *text, size_t len, tw_tokens *out);
 tw_status tok_wordpiece_encode(const tw_tokenizer *t, const char *text, size_t len,
                                tw_tokens *out);
+
+/* A tokenizer from a parsed tokenizer.json and its tokenizer_config.json (NULL when there is
+ * none); `name` is used in messages. tw_tokenizer_from_hf reads the files and calls this; the
+ * loader fuzz target calls it on arbitrary documents. */
+tw_tokenizer *tok_from_hf_json(const tw_json *root, const tw_json *config, const char *name);
 
 /* Set-up done after the vocabulary is loaded (merges, lookup tables). Merges are "a b"
  * strings (GGUF tokenizer.ggml.merges, tokenizer.json's older form); for tokenizer.json's
