@@ -43,6 +43,14 @@ def load(args):
         except ImportError as e:
             print(f"python package 'gguf' is not installed ({e})", file=sys.stderr)
             sys.exit(3)
+        import gguf as gg
+        r = gg.GGUFReader(args.gguf)
+        f = r.fields.get("tokenizer.ggml.model")
+        model = bytes(f.parts[f.data[0]]).decode() if f else ""
+        if model != "gpt2":
+            print(f"no HF reference for a '{model}' GGUF tokenizer (only byte-level BPE GGUFs "
+                  f"are rebuilt; give the model's HF folder instead)", file=sys.stderr)
+            sys.exit(3)
         return bpe_from_gguf(args.gguf)
     path = args.hf
     if os.path.isdir(path):

@@ -231,18 +231,29 @@ typedef struct {
     size_t hs_cap;
 } bpe_ctx;
 
+/* Appends a symbol; a byte without a token is the unknown token, or nothing (HF). */
 static tw_status push_sym(bpe_ctx *c, int32_t id) {
-    if (id >= 0) return tw_tokens_push(c->out, id);
-    /* A byte without a token: the unknown token when there is one (HF), else nothing. */
-    if (c->t->unk >= 0) return tw_tokens_push(c->out, c->t->unk);
-    return TW_OK;
+    if (id < 0) id = c->t->unk;
+    return id >= 0 ? tw_tokens_push(c->out, id) : TW_OK;
+}
+
+/* The first symbols of a word: the token of each byte. A byte without a token becomes the
+ * unknown token, or, without one, is left out, so that its neighbours can merge (HF's BPE
+ * does both). Returns the number of symbols written to ids (<= n). */
+static size_t init_symbols(const tw_tokenizer *t, const uint8_t *w, size_t n, int32_t *ids) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_to_id[w[i]];
+        if (id < 0) id = t->unk;
+        if (id >= 0) ids[m++] = id;
+    }
+    return m;
 }
 
 static tw_status merge_small(bpe_ctx *c, const uint8_t *w, size_t n) {
     const bpe_data *b = c->b;
     int32_t ids[BPE_SMALL], rk[BPE_SMALL], mid[BPE_SMALL];
-    size_t m = n;
-    for (size_t i = 0; i < n; i++) ids[i] = c->t->byte_to_id[w[i]];
+    size_t m = init_symbols(c->t, w, n, ids);
     for (size_t i = 0; i + 1 < m; i++) {
         const bpe_slot *s = pair_find(b, ids[i], ids[i + 1]);
         rk[i] = s ? s->rank : INT32_MAX;
@@ -338,8 +349,9 @@ static tw_status merge_large(bpe_ctx *c, const uint8_t *w, size_t n) {
     int32_t *ids = c->hs, *prev = ids + n, *next = prev + n;
     heap_item *heap = (heap_item *)(next + n);
     size_t hn = 0;
+    n = init_symbols(c->t, w, n, ids);
+    if (n == 0) return TW_OK;
     for (size_t i = 0; i < n; i++) {
-        ids[i] = c->t->byte_to_id[w[i]];
         prev[i] = (int32_t)i - 1;
         next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
