@@ -30,7 +30,7 @@ static const char *merged_text[] = {
 };
 enum { ID_HE = 256, ID_LL, ID_HELL, ID_HELLO, ID_GW, ID_OR, ID_GWOR, ID_GWORL, ID_GWORLD,
        ID_AA, ID_AAAA, ID_CD, ID_BC, ID_AB, ID_12, ID_GG, ID_GGGG, ID_EOT, ID_IMS, ID_UA,
-       ID_UAB, N_VOCAB };
+       ID_UAB, ID_ABCD, N_VOCAB };
 static const char *added_text[] = {"<|endoftext|>", "<|im_start|>", "<a>", "<a><b>"};
 static const int32_t added_type[] = {TW_TOKTYPE_CONTROL, TW_TOKTYPE_CONTROL,
                                      TW_TOKTYPE_USER_DEFINED, TW_TOKTYPE_USER_DEFINED};
@@ -50,6 +50,7 @@ static char *write_vocab_gguf(const char *pre, int add_bos, int with_merges) {
     for (int i = 0; i < 256; i++) texts[i] = byte_text[i], types[i] = TW_TOKTYPE_NORMAL;
     for (int i = 0; i < N_MERGES; i++) texts[256 + i] = merged_text[i], types[256 + i] = TW_TOKTYPE_NORMAL;
     for (int i = 0; i < 4; i++) texts[ID_EOT + i] = added_text[i], types[ID_EOT + i] = added_type[i];
+    texts[ID_ABCD] = "abcd", types[ID_ABCD] = TW_TOKTYPE_NORMAL; /* no merge path leads here */
     gguf_writer *w = gguf_writer_new(3, 0);
     CHECK(w != NULL);
     CHECK(gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2") == TW_OK);
@@ -123,6 +124,21 @@ static void test_merges_by_rank(void) {
     EXPECT(t, "123", 0, ID_12, '3');
     /* unknown pairs stay bytes; the byte tokens cover everything */
     EXPECT(t, "\xff\x01", 0, 0xff, 0x01);
+    tw_tokenizer_free(t);
+}
+
+/* llama3 sets ignore_merges: a word that is a whole token is that token, even when the
+ * merges would not build it; other families merge. */
+static void test_ignore_merges(void) {
+    tw_tokenizer *t = load_vocab("llama3", 0);
+    if (!t) return;
+    EXPECT(t, "abcd", 0, ID_ABCD);
+    EXPECT(t, "abc", 0, 'a', ID_BC);
+    EXPECT(t, "hello abcd", 0, ID_HELLO, ' ', ID_AB, ID_CD); /* " abcd" is one word, not a token */
+    tw_tokenizer_free(t);
+    t = load_vocab("gpt2", 0);
+    if (!t) return;
+    EXPECT(t, "abcd", 0, ID_AB, ID_CD);
     tw_tokenizer_free(t);
 }
 
@@ -508,6 +524,7 @@ int main(void) {
     RUN(test_map);
     RUN(test_byte_alphabet);
     RUN(test_merges_by_rank);
+    RUN(test_ignore_merges);
     RUN(test_long_words);
     RUN(test_special_tokens);
     RUN(test_round_trip);
