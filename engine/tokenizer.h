@@ -34,7 +34,11 @@ typedef enum {
 /* Encode flags. */
 enum {
     TW_TOK_ADD_SPECIAL = 1u << 0,   /* BOS/EOS or [CLS]/[SEP] as the model's config asks */
-    TW_TOK_PARSE_SPECIAL = 1u << 1, /* text like "<|im_start|>" becomes its special token */
+    TW_TOK_PARSE_SPECIAL = 1u << 1, /* text like "<|im_start|>" becomes its special token
+                                       (CONTROL/UNKNOWN tokens; without the flag their text is
+                                       plain text). USER_DEFINED tokens (HF's non-special added
+                                       tokens) are matched either way, as HF and llama.cpp do;
+                                       matching is longest-first at the leftmost position. */
 };
 /* Decode flags. */
 enum {
@@ -53,18 +57,26 @@ tw_status tw_tokens_push(tw_tokens *t, int32_t id);
 /* From an open GGUF (reads tokenizer.ggml.*; the tokenizer keeps its own copies, so the file
  * may be closed afterwards). */
 tw_tokenizer *tw_tokenizer_from_gguf(const gguf_file *f);
-/* From an HF tokenizer.json (plus tokenizer_config.json beside it when present). */
+/* From an HF tokenizer.json (plus tokenizer_config.json beside it when present): model BPE
+ * with a ByteLevel pre-tokenizer of a known family, or WordPiece. */
 tw_tokenizer *tw_tokenizer_from_hf(const char *tokenizer_json_path);
-/* A GGUF file, an HF folder, or a tokenizer.json path. */
+/* A GGUF file, an HF folder (its tokenizer.json, else its first *.gguf by name), or a
+ * tokenizer.json path. On failure NULL, with the thread's error naming the file and field
+ * (TW_ERR_NOT_FOUND: no such path; TW_ERR_FORMAT: not a model or a malformed one;
+ * TW_ERR_UNSUPPORTED: a tokenizer twin does not implement, e.g. an unknown pre-tokenizer). */
 tw_tokenizer *tw_tokenizer_load(const char *path);
-void tw_tokenizer_free(tw_tokenizer *t);
+void tw_tokenizer_free(tw_tokenizer *t); /* NULL is a no-op */
 
 /* Appends the ids of text[0..len) to out. Invalid UTF-8 is tokenized as its bytes where the
  * vocabulary can express them (byte-level BPE, SPM byte fallback), else as the unknown token. */
 tw_status tw_tokenizer_encode(const tw_tokenizer *t, const char *text, size_t len,
                               unsigned flags, tw_tokens *out);
-/* Appends the text of ids to out. Decoding the ids of a text gives the text back (for BPE and
- * SPM exactly; WordPiece gives the normalised text). Out-of-range ids are an error. */
+/* Appends the text of ids to out. Decoding the ids of a text gives the text back: for BPE and
+ * SPM byte for byte (invalid UTF-8 included), except where the vocabulary cannot say it (a
+ * byte whose only token is an added token; for SPM, a "▁" of the text, which reads back as a
+ * space); WordPiece gives the normalised text, pieces joined as HF's WordPiece decoder does.
+ * Control tokens decode to their text unless TW_TOK_SKIP_SPECIAL. Out-of-range ids are an
+ * error (TW_ERR_ARG), and nothing is appended then. */
 tw_status tw_tokenizer_decode(const tw_tokenizer *t, const int32_t *ids, size_t n,
                               unsigned flags, tw_sb *out);
 
