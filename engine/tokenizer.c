@@ -445,16 +445,24 @@ static tw_status load_gguf(tw_tokenizer *t, const gguf_file *f) {
     if (wp && t->cls < 0) t->cls = t->bos;
 
     if (t->kind == TW_TOK_BPE) {
-        char *pre = gguf_get_strdup(f, "tokenizer.ggml.pre");
-        const char *pname = pre ? pre : "gpt2"; /* no key: plain ByteLevel (gpt-neox, old files) */
-        if (tok_pre_from_name(pname, &t->pre) != 0) {
-            tw_error(TW_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre '%.64s' is not a pre-tokenizer "
-                     "twin knows", path, pname);
-            tw_free(pre);
-            return TW_ERR_UNSUPPORTED;
+        gguf_str pre = {"gpt2", 4};
+        char pname[64] = "gpt2"; /* no key: plain ByteLevel (gpt-neox, old files) */
+        st = gguf_get_str(f, "tokenizer.ggml.pre", &pre);
+        if (st == TW_OK) {
+            size_t pl = pre.len < sizeof pname - 1 ? (size_t)pre.len : sizeof pname - 1;
+            memcpy(pname, pre.ptr, pl);
+            pname[pl] = 0;
+            if (pre.len >= sizeof pname || memchr(pname, 0, pl)) pname[0] = '?'; /* no such name */
+        } else if (st == TW_ERR_NOT_FOUND) {
+            tw_error_clear();
+            tw_log_debug("%s: no tokenizer.ggml.pre; using gpt2", path);
+        } else {
+            return tw_error(TW_ERR_FORMAT, "%s: tokenizer.ggml.pre: not a string", path);
         }
-        if (!pre) tw_log_debug("%s: no tokenizer.ggml.pre; using gpt2", path);
-        tw_free(pre);
+        if (tok_pre_from_name(pname, &t->pre) != 0)
+            return tw_error(TW_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre '%.*s' is not a "
+                            "pre-tokenizer twin knows", path,
+                            (int)(pre.len > 64 ? 64 : pre.len), pre.ptr);
         tok_pretok_for(t->pre, &t->pretok);
         t->ignore_merges = t->pre == TOK_PRE_LLAMA3;
         t->add_bos = gguf_flag(f, "tokenizer.ggml.add_bos_token", t->pre == TOK_PRE_LLAMA3);

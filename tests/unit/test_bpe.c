@@ -369,6 +369,55 @@ static void test_tokenizer_json(void) {
     tw_sb_free(&j);
 }
 
+/* Every allocation of loading, encoding and decoding fails once in turn: each run must end in
+ * an error or a correct result, never a crash or a leak (the sanitizer build checks both). */
+static void test_alloc_failures(void) {
+    char *path = write_vocab_gguf("smollm", 1, 1);
+    static const char text[] = "hello world <a> 1234 <|endoftext|> \xff aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    uint64_t before = tw_mem_get_stats().n_allocs;
+    tw_tokenizer *t = tw_tokenizer_load(path);
+    tw_tokens ref;
+    tw_tokens_init(&ref);
+    CHECK(t && tw_tokenizer_encode(t, text, sizeof text - 1, TW_TOK_PARSE_SPECIAL | TW_TOK_ADD_SPECIAL, &ref) == TW_OK);
+    tw_sb sb;
+    tw_sb_init(&sb);
+    CHECK(t && tw_tokenizer_decode(t, ref.ids, ref.n, 0, &sb) == TW_OK);
+    tw_sb_free(&sb);
+    tw_tokenizer_free(t);
+    uint64_t total = tw_mem_get_stats().n_allocs - before;
+    CHECK(total > 10);
+    int failed_runs = 0, ok_runs = 0;
+    for (uint64_t n = 1; n <= total + 2; n++) {
+        tw_mem_fail_after(n);
+        t = tw_tokenizer_load(path);
+        tw_tokens ids;
+        tw_tokens_init(&ids);
+        tw_sb_init(&sb);
+        int ok = t && tw_tokenizer_encode(t, text, sizeof text - 1, TW_TOK_PARSE_SPECIAL | TW_TOK_ADD_SPECIAL, &ids) == TW_OK &&
+                 tw_tokenizer_decode(t, ids.ids, ids.n, 0, &sb) == TW_OK;
+        if (ok) {
+            if (!(ids.n == ref.n && !memcmp(ids.ids, ref.ids, ids.n * sizeof *ids.ids))) {
+                fprintf(stderr, "  allocation %llu failed quietly: other ids\n", (unsigned long long)n);
+                test_failures++;
+            }
+            ok_runs++;
+        } else {
+            CHECK(*tw_errmsg() != 0);
+            failed_runs++;
+        }
+        tw_mem_fail_after(0);
+        tw_sb_free(&sb);
+        tw_tokens_free(&ids);
+        tw_tokenizer_free(t);
+    }
+    fprintf(stderr, "  %llu allocations; %d runs failed cleanly, %d succeeded\n", (unsigned long long)total,
+            failed_runs, ok_runs);
+    CHECK(failed_runs > 0);
+    tw_tokens_free(&ref);
+    unlink(path);
+    tw_free(path);
+}
+
 static void test_map(void) {
     tok_map m;
     CHECK(tok_map_init(&m, 4) == TW_OK);
@@ -530,6 +579,7 @@ int main(void) {
     RUN(test_round_trip);
     RUN(test_load_errors);
     RUN(test_tokenizer_json);
+    RUN(test_alloc_failures);
     RUN(test_pretok_cases);
     RUN(test_pretok_golden);
     rmdir(tmpdir);
