@@ -352,6 +352,21 @@ static void test_tokenizer_json(void) {
         EXPECT(t, "<a>x", 0, ID_UA, 'x');
         tw_tokenizer_free(t);
     }
+    /* every allocation of loading it fails once in turn: an error or the same tokenizer */
+    int quiet = 0;
+    for (uint64_t n = 1; n < 400; n++) {
+        tw_mem_fail_after(n);
+        t = tw_tokenizer_load(tw_sb_str(&p));
+        tw_mem_fail_after(0);
+        if (!t) {
+            quiet += *tw_errmsg() == 0;
+            continue;
+        }
+        const int32_t want[] = {ID_IMS, ID_HELLO, ID_EOT, -1};
+        quiet += !expect_ids(t, "hello", 5, TW_TOK_ADD_SPECIAL, want);
+        tw_tokenizer_free(t);
+    }
+    CHECK_EQ_INT(quiet, 0);
     unlink(tw_sb_str(&p));
     /* an unsupported pre-tokenizer is named in the error */
     tw_sb j2;
