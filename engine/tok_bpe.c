@@ -215,7 +215,7 @@ typedef struct {
     uint32_t off; /* into cache_ids */
     uint32_t n;
 } cache_entry;
-#define CACHE_BITS 14
+#define CACHE_MAX_BITS 14 /* entries: about one per 8 bytes of text, 2^8 .. 2^14 */
 #define CACHE_MAX_WORD 32
 #define CACHE_MAX_IDS (1u << 20)
 
@@ -223,7 +223,8 @@ typedef struct {
     const tw_tokenizer *t;
     const bpe_data *b;
     tw_tokens *out;
-    cache_entry *cache; /* (1 << CACHE_BITS) or NULL */
+    cache_entry *cache; /* (cache_mask + 1) or NULL */
+    uint32_t cache_mask;
     int32_t *cache_ids;
     uint32_t cache_n, cache_cap;
     /* heap-path scratch, grown as needed */
@@ -398,7 +399,7 @@ static tw_status bpe_emit(void *ctx, const char *word, size_t len) {
     const uint8_t *w = (const uint8_t *)word;
     if (!c->cache || len > CACHE_MAX_WORD) return bpe_word(c, w, len);
     uint64_t h = tok_hash(word, len);
-    cache_entry *e = &c->cache[h & ((1u << CACHE_BITS) - 1)];
+    cache_entry *e = &c->cache[h & c->cache_mask];
     if (e->word && e->hash == h && e->len == len && memcmp(e->word, w, len) == 0) {
         for (uint32_t i = 0; i < e->n; i++) {
             tw_status st = tw_tokens_push(c->out, c->cache_ids[e->off + i]);
@@ -411,7 +412,7 @@ static tw_status bpe_emit(void *ctx, const char *word, size_t len) {
     if (st != TW_OK) return st;
     size_t got = c->out->n - before;
     if (c->cache_n + got > CACHE_MAX_IDS) { /* full: start over */
-        memset(c->cache, 0, ((size_t)1 << CACHE_BITS) * sizeof *c->cache);
+        memset(c->cache, 0, ((size_t)c->cache_mask + 1) * sizeof *c->cache);
         c->cache_n = 0;
     }
     if (c->cache_n + got > c->cache_cap) {
@@ -443,7 +444,10 @@ tw_status tok_bpe_encode(const tw_tokenizer *t, const char *text, size_t len, tw
     c.b = t->bpe;
     c.out = out;
     if (len >= CACHE_MIN_TEXT) {
-        c.cache = tw_calloc((size_t)1 << CACHE_BITS, sizeof *c.cache);
+        uint32_t bits = 8;
+        while (bits < CACHE_MAX_BITS && ((size_t)8 << bits) < len) bits++;
+        c.cache_mask = (1u << bits) - 1;
+        c.cache = tw_calloc((size_t)1 << bits, sizeof *c.cache);
         if (!c.cache) tw_error_clear(); /* run without the cache */
     }
     tw_status st = tok_pretokenize(&t->pretok, text, len, bpe_emit, &c);
