@@ -1,4 +1,4 @@
-/* cmd_tokenize.c: twin tokenize -m MODEL [--ids] [--add-special] [--parse-special]
+/* cmd_tokenize.c: twin tokenize -m MODEL [--ids|--pieces] [--add-special] [--parse-special]
  *
  * Reads all of standard input and tokenizes it with the model's tokenizer (a GGUF file, an HF
  * folder or tokenizer.json, or a name fetched by twin model fetch). */
@@ -9,14 +9,14 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: twin tokenize -m MODEL [--ids] [--add-special] [--parse-special]\n\n"
+            "usage: twin tokenize -m MODEL [--ids|--pieces] [--add-special] [--parse-special]\n\n"
             "Tokenizes all of standard input with MODEL's tokenizer (a GGUF file, an HF folder\n"
             "or tokenizer.json, or a name from `twin model fetch`).\n\n"
             "output:\n"
-            "  default      one token per line: the id, a tab, and the text the token stands\n"
+            "  --ids        (the default) the ids, separated by single spaces, on one line\n"
+            "  --pieces     one token per line: the id, a tab, and the text the token stands\n"
             "               for as a double-quoted string (\\\" \\\\ \\n \\r \\t, \\xNN for other\n"
-            "               control bytes and for bytes that are not UTF-8 on their own)\n"
-            "  --ids        only the ids, separated by single spaces, on one line\n\n"
+            "               control bytes and for bytes that are not UTF-8 on their own)\n\n"
             "options:\n"
             "  -m MODEL         the model (required)\n"
             "  --add-special    add what the model adds around a text (BOS/EOS, [CLS]/[SEP])\n"
@@ -57,7 +57,7 @@ static int read_stdin(tw_sb *sb) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL;
-    int ids_only = 0;
+    int ids_only = 1; /* ARCHITECTURE.md: the output is one line of ids */
     unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -69,6 +69,8 @@ int cmd_tokenize(int argc, char **argv) {
             model = v;
         } else if (cli_flag(argv, i, "--ids")) {
             ids_only = 1;
+        } else if (cli_flag(argv, i, "--pieces")) {
+            ids_only = 0;
         } else if (cli_flag(argv, i, "--add-special")) {
             flags |= TW_TOK_ADD_SPECIAL;
         } else if (cli_flag(argv, i, "--parse-special")) {
