@@ -13,7 +13,10 @@ int cli_fail(int code, const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "twin %s: %s\n", cmd, msg);
+    if (cmd && *cmd)
+        fprintf(stderr, "twin %s: %s\n", cmd, msg);
+    else
+        fprintf(stderr, "twin: %s\n", msg);
     return code;
 }
 
