@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # test_demo.sh: `twin demo` runs end to end on the fetched models, as the README's first
 # command does: both models described, both tokenizers, BPE decode round trip identical.
-set -u
-TWIN="${TWIN_BIN:?TWIN_BIN not set}"
+. "$(dirname "$0")/../lib.sh"
 models="${TWIN_MODELS:-}"
 if [ -z "$models" ] || [ ! -f "$models/smollm2-135m/model.json" ] || [ ! -f "$models/minilm-l6/model.json" ]; then
   echo "SKIP: models not fetched in TWIN_MODELS" >&2
   exit 77
 fi
 ws="$(dirname "$models")"
-fail=0
-check() { local what="$1"; shift; if "$@"; then echo "ok   $what" >&2; else echo "FAIL $what" >&2; fail=1; fi; }
+test_init demo
 
 out="$("$TWIN" --workspace "$ws" demo 2>/dev/null)"; rc=$?
 check "twin demo exits 0" test "$rc" -eq 0
@@ -22,8 +20,7 @@ out="$("$TWIN" --workspace "$ws" demo --text "Hello twin" 2>/dev/null)"
 check "--text is tokenized (SmolLM2 ids of 'Hello twin')" grep -q "ids: 19556 18418$" <<<"$out"
 "$TWIN" --workspace "$ws" demo --bogus >/dev/null 2>&1; rc=$?
 check "unknown argument exits 2" test "$rc" -eq 2
-"$TWIN" --workspace "$ws/nowhere" demo >/dev/null 2>"${TMPDIR:-/tmp}/twin_demo_err.$$"; rc=$?
+"$TWIN" --workspace "$tmp/nowhere" demo >/dev/null 2>"$tmp/err"; rc=$?
 check "missing models exit 1 with a hint to fetch" test "$rc" -eq 1
-check "... naming twin model fetch" grep -q "twin model fetch" "${TMPDIR:-/tmp}/twin_demo_err.$$"
-rm -f "${TMPDIR:-/tmp}/twin_demo_err.$$"
+check "... naming twin model fetch" grep -q "twin model fetch" "$tmp/err"
 exit "$fail"

@@ -4,16 +4,8 @@
 # truncated copies of it, which must give exit 1 and one error line naming the file and field.
 # The expected figures (272 tensors, 134515008 parameters, ...) were checked against the
 # independent gguf-py reader (pip package gguf).
-set -u
-TWIN="${TWIN_BIN:?TWIN_BIN is not set}"
-fail=0
-check() { # check NAME CONDITION...
-    local name="$1"
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name" >&2; fail=1; fi
-}
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/twin_gguf_info.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/../lib.sh"
+test_init gguf_info
 
 # ---- usage, without a model ----
 "$TWIN" gguf --help >"$tmp/out" 2>&1

@@ -2,16 +2,8 @@
 # test_cmd_info.sh: `twin info` as a user runs it: exit statuses, every line it promises, and
 # the backend "auto" picks: a CUDA device when one is usable, else the CPU with exactly one
 # fallback line on stderr that gives the reason.
-set -u
-TWIN="${TWIN_BIN:?TWIN_BIN is not set}"
-fail=0
-check() { # check NAME CONDITION...
-    local name="$1"
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name" >&2; fail=1; fi
-}
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/twin_info.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/../lib.sh"
+test_init info
 
 "$TWIN" info --help >"$tmp/out" 2>&1
 check "info --help exits 0" test $? -eq 0

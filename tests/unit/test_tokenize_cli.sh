@@ -5,16 +5,8 @@
 # checks run without it, the rest is skipped, exit 77, when it is absent).
 # Expected ids: "Hello world" -> 15496 995 is the vocabulary's own test vector
 # (ggml-vocab-gpt-2.gguf.out); 50256 is <|endoftext|>.
-set -u
-TWIN="${TWIN_BIN:?TWIN_BIN is not set}"
-fail=0
-check() { # check NAME CONDITION...
-    local name="$1"
-    shift
-    if "$@"; then echo "ok   $name"; else echo "FAIL $name" >&2; fail=1; fi
-}
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/twin_tokenize_cli.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/../lib.sh"
+test_init tokenize_cli
 
 "$TWIN" tokenize --help >"$tmp/out" 2>&1
 check "tokenize --help exits 0" test $? -eq 0
