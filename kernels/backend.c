@@ -14,6 +14,20 @@
 static const char *const op_names[] = {
     [TW_OP_ADD] = "add",
     [TW_OP_RMSNORM] = "rmsnorm",
+    [TW_OP_MUL] = "mul",
+    [TW_OP_SCALE] = "scale",
+    [TW_OP_COPY] = "copy",
+    [TW_OP_GET_ROWS] = "get_rows",
+    [TW_OP_MATMUL] = "matmul",
+    [TW_OP_LAYERNORM] = "layernorm",
+    [TW_OP_ROPE] = "rope",
+    [TW_OP_KV_WRITE] = "kv_write",
+    [TW_OP_ATTENTION] = "attention",
+    [TW_OP_SWIGLU] = "swiglu",
+    [TW_OP_GELU] = "gelu",
+    [TW_OP_SOFTMAX] = "softmax",
+    [TW_OP_ARGMAX] = "argmax",
+    [TW_OP_TOPK] = "topk",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == TW_OP_COUNT,
                "op_names must name every op of tw_op");
@@ -129,6 +143,7 @@ tw_status tw_buffer_alloc(tw_backend *be, size_t nbytes, tw_buffer **out) {
     }
     b->be = be;
     b->size = nbytes;
+    b->wrapped = 0;
     be->mem_current += nbytes;
     if (be->mem_current > be->mem_peak) be->mem_peak = be->mem_current;
     be->n_allocs++;
@@ -137,11 +152,35 @@ tw_status tw_buffer_alloc(tw_backend *be, size_t nbytes, tw_buffer **out) {
     return TW_OK;
 }
 
+tw_status tw_buffer_wrap_host(tw_backend *be, void *ptr, size_t n, tw_buffer **out) {
+    if (!be || !out) return tw_error(TW_ERR_ARG, "tw_buffer_wrap_host: NULL backend or out");
+    *out = NULL;
+    if (be->kind != TW_BACKEND_CPU)
+        return tw_error(TW_ERR_UNSUPPORTED, "%s: host memory cannot be wrapped as a buffer "
+                        "(allocate and upload instead)", be->name);
+    if (!ptr || n == 0)
+        return tw_error(TW_ERR_ARG, "%s: wrapping %s", be->name, ptr ? "0 bytes" : "NULL");
+    if ((uintptr_t)ptr % 16)
+        return tw_error(TW_ERR_ARG, "%s: wrapped memory at %p is not 16-byte aligned", be->name,
+                        ptr);
+    tw_buffer *b = tw_malloc(sizeof *b);
+    if (!b) return tw_errcode();
+    b->be = be;
+    b->ptr = ptr;
+    b->size = n;
+    b->wrapped = 1;
+    be->n_live++;
+    *out = b;
+    return TW_OK;
+}
+
 void tw_buffer_free(tw_buffer *buf) {
     if (!buf) return;
     tw_backend *be = buf->be;
-    be->vt->mem_free(be, buf->ptr);
-    be->mem_current -= buf->size;
+    if (!buf->wrapped) {
+        be->vt->mem_free(be, buf->ptr);
+        be->mem_current -= buf->size;
+    }
     be->n_live--;
     tw_free(buf);
 }
@@ -178,19 +217,19 @@ typedef struct {
     void *addr;
 } op_tensor;
 
-/* Checks that `t` (count elements of elem_size bytes) lies in a buffer of `be`, aligned, and
- * resolves its address. */
-static tw_status tensor_check(tw_backend *be, tw_op op, op_tensor *t, int64_t count,
-                              size_t elem_size) {
+/* Checks that `t` (count elements of elem_size bytes, its offset a multiple of align) lies in
+ * a buffer of `be` and resolves its address. */
+static tw_status tensor_check_aligned(tw_backend *be, tw_op op, op_tensor *t, int64_t count,
+                                      size_t elem_size, size_t align) {
     const char *opn = tw_op_name(op);
     tw_buffer *b = t->ref.buf;
     if (!b) return tw_error(TW_ERR_ARG, "%s: %s: buffer is NULL", opn, t->arg);
     if (b->be != be)
         return tw_error(TW_ERR_ARG, "%s: %s: the buffer belongs to backend %s, the op runs on %s",
                         opn, t->arg, b->be->name, be->name);
-    if (t->ref.offset % elem_size)
+    if (t->ref.offset % align)
         return tw_error(TW_ERR_ARG, "%s: %s: offset %zu is not a multiple of %zu bytes", opn,
-                        t->arg, t->ref.offset, elem_size);
+                        t->arg, t->ref.offset, align);
     if (count < 0 || (uint64_t)count > SIZE_MAX / elem_size)
         return tw_error(TW_ERR_ARG, "%s: %s: %" PRId64 " elements is out of range", opn, t->arg,
                         count);
@@ -201,6 +240,55 @@ static tw_status tensor_check(tw_backend *be, tw_op op, op_tensor *t, int64_t co
                         t->arg, t->ref.offset, t->ref.offset, t->bytes, b->size);
     t->addr = (char *)b->ptr + t->ref.offset;
     return TW_OK;
+}
+
+static tw_status tensor_check(tw_backend *be, tw_op op, op_tensor *t, int64_t count,
+                              size_t elem_size) {
+    return tensor_check_aligned(be, op, t, count, elem_size, elem_size);
+}
+
+/* An optional tensor: absent (buf NULL: addr NULL, 0 bytes) or checked as tensor_check. */
+static tw_status tensor_check_opt(tw_backend *be, tw_op op, op_tensor *t, int64_t count,
+                                  size_t elem_size) {
+    if (!t->ref.buf) {
+        t->bytes = 0;
+        t->addr = NULL;
+        return TW_OK;
+    }
+    return tensor_check(be, op, t, count, elem_size);
+}
+
+/* Bytes of `rows` rows of n elements of type t, with the type and n checked for the op:
+ * the type must be one of `allowed` (a -1 terminated list) and n a multiple of its block. */
+static tw_status dtype_rows_check(tw_op op, const char *arg, tw_dtype t, const int *allowed,
+                                  int64_t rows, int64_t n, int64_t *bytes) {
+    const char *opn = tw_op_name(op), *tn = tw_dtype_name(t);
+    int ok = 0;
+    for (const int *a = allowed; *a >= 0; a++) ok |= *a == (int)t;
+    if (!ok)
+        return tw_error((unsigned)t < TW_DTYPE_COUNT && tn ? TW_ERR_UNSUPPORTED : TW_ERR_ARG,
+                        "%s: %s: type %s (%d) is not supported", opn, arg, tn ? tn : "?", (int)t);
+    int64_t bs = tw_dtype_block_size(t);
+    if (n % bs)
+        return tw_error(TW_ERR_ARG, "%s: %s: rows of %" PRId64 " elements are not a multiple "
+                        "of the %s block size %" PRId64, opn, arg, n, tn, bs);
+    size_t rb = tw_dtype_row_bytes(t, n);
+    if (rb == 0 || (rows > 0 && (uint64_t)rows > (uint64_t)INT64_MAX / rb))
+        return tw_error(TW_ERR_ARG, "%s: %s: %" PRId64 " rows of %" PRId64 " is out of range",
+                        opn, arg, rows, n);
+    *bytes = rows * (int64_t)rb;
+    return TW_OK;
+}
+
+/* Alignment a tensor of type t needs: its scalar size for plain types, 2 for the block types
+ * (whose scales are fp16; the kernels load the rest unaligned). */
+static size_t dtype_align(tw_dtype t) {
+    switch (t) {
+    case TW_DTYPE_F32: return 4;
+    case TW_DTYPE_F16:
+    case TW_DTYPE_BF16: return 2;
+    default: return 2;
+    }
 }
 
 /* dst and src must be the same bytes (in-place, when allow_same) or not overlap at all. */
@@ -264,5 +352,382 @@ tw_status tw_op_rmsnorm(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, int64_t ro
                     .src = {tx.addr, tw.addr},
                     .ne = {rows, n},
                     .fp = {eps}};
+    return op_dispatch(be, &c);
+}
+
+/* ---- helpers for the ops below ----------------------------------------------------------- */
+
+/* lo <= v <= hi, or TW_ERR_ARG naming the op and the argument. */
+static tw_status range_arg(tw_op op, const char *arg, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+        return tw_error(TW_ERR_ARG, "%s: %s = %" PRId64 " is outside [%" PRId64 ", %" PRId64 "]",
+                        tw_op_name(op), arg, v, lo, hi);
+    return TW_OK;
+}
+
+/* a * b without overflow past INT64_MAX (both >= 0). */
+static tw_status mul_arg(tw_op op, const char *what, int64_t a, int64_t b, int64_t *out) {
+    if (a > 0 && b > INT64_MAX / a)
+        return tw_error(TW_ERR_ARG, "%s: %s overflows", tw_op_name(op), what);
+    *out = a * b;
+    return TW_OK;
+}
+
+static tw_status backend_arg(tw_op op, tw_backend *be) {
+    return be ? TW_OK : tw_error(TW_ERR_ARG, "%s: backend is NULL", tw_op_name(op));
+}
+
+/* Elementwise ops over (n) fp32: y = f(a, b) or y = f(a) (b->ref.buf NULL and !has_b). */
+static tw_status elementwise(tw_backend *be, tw_op op, tw_ref y, tw_ref a, tw_ref b, int has_b,
+                             int64_t n, int allow_alias, tw_op_call *c) {
+    tw_status st;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n", n, 0, INT64_MAX))) return st;
+    op_tensor ty = {"y", y, 0, NULL}, ta = {has_b ? "a" : "x", a, 0, NULL},
+              tb = {"b", b, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, n, sizeof(float))) ||
+        (st = tensor_check(be, op, &ta, n, sizeof(float))) ||
+        (has_b && (st = tensor_check(be, op, &tb, n, sizeof(float)))) ||
+        (st = overlap_check(op, &ty, &ta, allow_alias)) ||
+        (has_b && (st = overlap_check(op, &ty, &tb, allow_alias))))
+        return st;
+    c->op = op;
+    c->dst = ty.addr;
+    c->src[0] = ta.addr;
+    c->src[1] = has_b ? tb.addr : NULL;
+    c->ne[0] = n;
+    return TW_OK;
+}
+
+tw_status tw_op_mul(tw_backend *be, tw_ref y, tw_ref a, tw_ref b, int64_t n) {
+    tw_op_call c = {.op = TW_OP_MUL};
+    tw_status st = elementwise(be, TW_OP_MUL, y, a, b, 1, n, 1, &c);
+    if (st != TW_OK || n == 0) return st;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_scale(tw_backend *be, tw_ref y, tw_ref x, float s, int64_t n) {
+    if (!isfinite(s)) return tw_error(TW_ERR_ARG, "scale: s = %g is not finite", (double)s);
+    tw_op_call c = {.op = TW_OP_SCALE};
+    tw_status st = elementwise(be, TW_OP_SCALE, y, x, tw_ref_none(), 0, n, 1, &c);
+    if (st != TW_OK || n == 0) return st;
+    c.fp[0] = s;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_copy(tw_backend *be, tw_ref y, tw_ref x, int64_t n) {
+    tw_op_call c = {.op = TW_OP_COPY};
+    tw_status st = elementwise(be, TW_OP_COPY, y, x, tw_ref_none(), 0, n, 0, &c);
+    if (st != TW_OK || n == 0) return st;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_get_rows(tw_backend *be, tw_ref y, tw_ref table, tw_dtype ttype, int64_t n_rows,
+                         tw_ref ids, int64_t n_ids, int64_t n) {
+    static const int types[] = {TW_DTYPE_F32,  TW_DTYPE_F16,  TW_DTYPE_BF16, TW_DTYPE_Q4_0,
+                                TW_DTYPE_Q4_1, TW_DTYPE_Q5_0, TW_DTYPE_Q5_1, TW_DTYPE_Q8_0,
+                                TW_DTYPE_Q8_1, TW_DTYPE_Q2_K, TW_DTYPE_Q3_K, TW_DTYPE_Q4_K,
+                                TW_DTYPE_Q5_K, TW_DTYPE_Q6_K, TW_DTYPE_Q8_K, -1};
+    const tw_op op = TW_OP_GET_ROWS;
+    tw_status st;
+    int64_t tbytes = 0, ny = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n", n, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_rows", n_rows, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_ids", n_ids, 0, INT32_MAX)) ||
+        (st = dtype_rows_check(op, "table", ttype, types, n_rows, n, &tbytes)) ||
+        (st = mul_arg(op, "n_ids x n", n_ids, n, &ny)))
+        return st;
+    op_tensor ty = {"y", y, 0, NULL}, tt = {"table", table, 0, NULL}, ti = {"ids", ids, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, ny, sizeof(float))) ||
+        (st = tensor_check_aligned(be, op, &tt, tbytes, 1, dtype_align(ttype))) ||
+        (st = tensor_check(be, op, &ti, n_ids, sizeof(int32_t))) ||
+        (st = overlap_check(op, &ty, &tt, 0)) || (st = overlap_check(op, &ty, &ti, 0)))
+        return st;
+    if (n_ids == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = ty.addr,
+                    .src = {tt.addr, ti.addr},
+                    .ne = {n_rows, n_ids, n},
+                    .type = ttype};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_matmul(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_dtype wtype, tw_ref bias,
+                       int64_t m, int64_t k, int64_t n_out) {
+    static const int types[] = {TW_DTYPE_F32,  TW_DTYPE_F16,  TW_DTYPE_BF16, TW_DTYPE_Q4_0,
+                                TW_DTYPE_Q4_1, TW_DTYPE_Q5_0, TW_DTYPE_Q5_1, TW_DTYPE_Q8_0,
+                                TW_DTYPE_Q2_K, TW_DTYPE_Q3_K, TW_DTYPE_Q4_K, TW_DTYPE_Q5_K,
+                                TW_DTYPE_Q6_K, -1};
+    const tw_op op = TW_OP_MATMUL;
+    tw_status st;
+    int64_t wbytes = 0, nx = 0, ny = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "m", m, 0, INT32_MAX)) ||
+        (st = range_arg(op, "k", k, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_out", n_out, 1, INT32_MAX)) ||
+        (st = dtype_rows_check(op, "w", wtype, types, n_out, k, &wbytes)) ||
+        (st = mul_arg(op, "m x k", m, k, &nx)) || (st = mul_arg(op, "m x n_out", m, n_out, &ny)))
+        return st;
+    op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL}, tw = {"w", w, 0, NULL},
+              tb = {"bias", bias, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, ny, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        (st = tensor_check_aligned(be, op, &tw, wbytes, 1, dtype_align(wtype))) ||
+        (st = tensor_check_opt(be, op, &tb, n_out, sizeof(float))) ||
+        (st = overlap_check(op, &ty, &tx, 0)) || (st = overlap_check(op, &ty, &tw, 0)) ||
+        (st = overlap_check(op, &ty, &tb, 0)))
+        return st;
+    if (m == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = ty.addr,
+                    .src = {tx.addr, tw.addr, tb.addr},
+                    .ne = {m, k, n_out},
+                    .type = wtype};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_layernorm(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_ref b, int64_t rows,
+                          int64_t n, float eps) {
+    const tw_op op = TW_OP_LAYERNORM;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = mul_arg(op, "rows x n", rows, n, &nx)))
+        return st;
+    if (!isfinite(eps) || eps < 0)
+        return tw_error(TW_ERR_ARG, "layernorm: eps = %g must be finite and >= 0", (double)eps);
+    op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL}, tw = {"w", w, 0, NULL},
+              tb = {"b", b, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tw, n, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tb, n, sizeof(float))) ||
+        (st = overlap_check(op, &ty, &tx, 1)) || (st = overlap_check(op, &ty, &tw, 0)) ||
+        (st = overlap_check(op, &ty, &tb, 0)))
+        return st;
+    if (rows == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = ty.addr,
+                    .src = {tx.addr, tw.addr, tb.addr},
+                    .ne = {rows, n},
+                    .fp = {eps}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_rope(tw_backend *be, tw_ref y, tw_ref x, tw_ref pos, int64_t n_tok, int64_t n_head,
+                     int64_t head_dim, int64_t rope_dim, tw_rope_mode mode, float theta_base,
+                     float freq_scale, tw_ref freq_factors) {
+    const tw_op op = TW_OP_ROPE;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n_head", n_head, 1, INT32_MAX)) ||
+        (st = range_arg(op, "head_dim", head_dim, 2, INT32_MAX)) ||
+        (st = range_arg(op, "rope_dim", rope_dim, 2, head_dim)) ||
+        (st = mul_arg(op, "n_head x head_dim", n_head, head_dim, &nx)) ||
+        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nx, &nx)))
+        return st;
+    if (rope_dim % 2) return tw_error(TW_ERR_ARG, "rope: rope_dim = %" PRId64 " is odd", rope_dim);
+    if (mode != TW_ROPE_NORM && mode != TW_ROPE_NEOX)
+        return tw_error(TW_ERR_ARG, "rope: mode = %d is neither TW_ROPE_NORM nor TW_ROPE_NEOX",
+                        (int)mode);
+    if (!isfinite(theta_base) || theta_base <= 0 || !isfinite(freq_scale) || freq_scale <= 0)
+        return tw_error(TW_ERR_ARG, "rope: theta_base = %g and freq_scale = %g must be finite "
+                        "and > 0", (double)theta_base, (double)freq_scale);
+    op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL}, tp = {"pos", pos, 0, NULL},
+              tf = {"freq_factors", freq_factors, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tp, n_tok, sizeof(int32_t))) ||
+        (st = tensor_check_opt(be, op, &tf, rope_dim / 2, sizeof(float))) ||
+        (st = overlap_check(op, &ty, &tx, 1)) || (st = overlap_check(op, &ty, &tp, 0)) ||
+        (st = overlap_check(op, &ty, &tf, 0)))
+        return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = ty.addr,
+                    .src = {tx.addr, tp.addr, tf.addr},
+                    .ne = {n_tok, n_head, head_dim, rope_dim, mode},
+                    .fp = {theta_base, freq_scale}};
+    return op_dispatch(be, &c);
+}
+
+static const int cache_types[] = {TW_DTYPE_F32, TW_DTYPE_F16, -1};
+
+tw_status tw_op_kv_write(tw_backend *be, tw_ref k_cache, tw_ref v_cache, tw_dtype cache_type,
+                         int64_t n_slots, tw_ref k, tw_ref v, tw_ref slots, int64_t n_tok,
+                         int64_t n_kv_head, int64_t head_dim) {
+    const tw_op op = TW_OP_KV_WRITE;
+    tw_status st;
+    int64_t row = 0, cbytes = 0, nkv = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_slots", n_slots, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n_kv_head", n_kv_head, 1, INT32_MAX)) ||
+        (st = range_arg(op, "head_dim", head_dim, 1, INT32_MAX)) ||
+        (st = mul_arg(op, "n_kv_head x head_dim", n_kv_head, head_dim, &row)) ||
+        (st = dtype_rows_check(op, "cache", cache_type, cache_types, n_slots, row, &cbytes)) ||
+        (st = mul_arg(op, "n_tok x n_kv_head x head_dim", n_tok, row, &nkv)))
+        return st;
+    size_t al = dtype_align(cache_type);
+    op_tensor tkc = {"k_cache", k_cache, 0, NULL}, tvc = {"v_cache", v_cache, 0, NULL},
+              tk = {"k", k, 0, NULL}, tv = {"v", v, 0, NULL}, ts = {"slots", slots, 0, NULL};
+    if ((st = tensor_check_aligned(be, op, &tkc, cbytes, 1, al)) ||
+        (st = tensor_check_aligned(be, op, &tvc, cbytes, 1, al)) ||
+        (st = tensor_check(be, op, &tk, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &tv, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &ts, n_tok, sizeof(int32_t))) ||
+        (st = overlap_check(op, &tkc, &tvc, 0)) || (st = overlap_check(op, &tkc, &tk, 0)) ||
+        (st = overlap_check(op, &tkc, &tv, 0)) || (st = overlap_check(op, &tkc, &ts, 0)) ||
+        (st = overlap_check(op, &tvc, &tk, 0)) || (st = overlap_check(op, &tvc, &tv, 0)) ||
+        (st = overlap_check(op, &tvc, &ts, 0)))
+        return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = tkc.addr,
+                    .dst2 = tvc.addr,
+                    .src = {tk.addr, tv.addr, ts.addr},
+                    .ne = {n_slots, n_tok, n_kv_head, head_dim},
+                    .type = cache_type};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_attention(tw_backend *be, tw_ref out, tw_ref q, tw_ref k_cache, tw_ref v_cache,
+                          tw_dtype cache_type, int64_t n_slots, tw_ref block_table, int64_t n_seq,
+                          int64_t max_blocks, int64_t page_size, tw_ref tok_seq, tw_ref tok_pos,
+                          int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
+                          float scale) {
+    const tw_op op = TW_OP_ATTENTION;
+    tw_status st;
+    int64_t row = 0, cbytes = 0, nq = 0, nbt = 0, span = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_slots", n_slots, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_seq", n_seq, 1, INT32_MAX)) ||
+        (st = range_arg(op, "max_blocks", max_blocks, 1, INT32_MAX)) ||
+        (st = range_arg(op, "page_size", page_size, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n_kv_head", n_kv_head, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_head", n_head, n_kv_head, INT32_MAX)) ||
+        (st = range_arg(op, "head_dim", head_dim, 1, 1024)) ||
+        (st = mul_arg(op, "n_kv_head x head_dim", n_kv_head, head_dim, &row)) ||
+        (st = dtype_rows_check(op, "cache", cache_type, cache_types, n_slots, row, &cbytes)) ||
+        (st = mul_arg(op, "n_head x head_dim", n_head, head_dim, &nq)) ||
+        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nq, &nq)) ||
+        (st = mul_arg(op, "n_seq x max_blocks", n_seq, max_blocks, &nbt)) ||
+        (st = mul_arg(op, "max_blocks x page_size", max_blocks, page_size, &span)))
+        return st;
+    if (n_head % n_kv_head)
+        return tw_error(TW_ERR_ARG, "attention: n_head = %" PRId64 " is not a multiple of "
+                        "n_kv_head = %" PRId64, n_head, n_kv_head);
+    if (!isfinite(scale) || scale <= 0)
+        return tw_error(TW_ERR_ARG, "attention: scale = %g must be finite and > 0", (double)scale);
+    size_t al = dtype_align(cache_type);
+    op_tensor to = {"out", out, 0, NULL}, tq = {"q", q, 0, NULL},
+              tkc = {"k_cache", k_cache, 0, NULL}, tvc = {"v_cache", v_cache, 0, NULL},
+              tbt = {"block_table", block_table, 0, NULL}, ts = {"tok_seq", tok_seq, 0, NULL},
+              tp = {"tok_pos", tok_pos, 0, NULL};
+    if ((st = tensor_check(be, op, &to, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &tq, nq, sizeof(float))) ||
+        (st = tensor_check_aligned(be, op, &tkc, cbytes, 1, al)) ||
+        (st = tensor_check_aligned(be, op, &tvc, cbytes, 1, al)) ||
+        (st = tensor_check(be, op, &tbt, nbt, sizeof(int32_t))) ||
+        (st = tensor_check(be, op, &ts, n_tok, sizeof(int32_t))) ||
+        (st = tensor_check(be, op, &tp, n_tok, sizeof(int32_t))) ||
+        (st = overlap_check(op, &to, &tq, 0)) || (st = overlap_check(op, &to, &tkc, 0)) ||
+        (st = overlap_check(op, &to, &tvc, 0)) || (st = overlap_check(op, &to, &tbt, 0)) ||
+        (st = overlap_check(op, &to, &ts, 0)) || (st = overlap_check(op, &to, &tp, 0)))
+        return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = to.addr,
+                    .src = {tq.addr, tkc.addr, tvc.addr, tbt.addr, ts.addr, tp.addr},
+                    .ne = {n_slots, n_seq, max_blocks, page_size, n_tok, n_head, n_kv_head,
+                           head_dim},
+                    .fp = {scale},
+                    .type = cache_type};
+    return op_dispatch(be, &c);
+}
+
+/* Row ops over (rows, n) fp32 with one or two sources: y may alias each source. */
+static tw_status rowwise(tw_backend *be, tw_op op, tw_ref y, tw_ref a, const char *aname,
+                         tw_ref b, const char *bname, int64_t rows, int64_t n, tw_op_call *c) {
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = mul_arg(op, "rows x n", rows, n, &nx)))
+        return st;
+    op_tensor ty = {"y", y, 0, NULL}, ta = {aname, a, 0, NULL}, tb = {bname, b, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &ta, nx, sizeof(float))) ||
+        (bname && (st = tensor_check(be, op, &tb, nx, sizeof(float)))) ||
+        (st = overlap_check(op, &ty, &ta, 1)) || (bname && (st = overlap_check(op, &ty, &tb, 1))))
+        return st;
+    c->op = op;
+    c->dst = ty.addr;
+    c->src[0] = ta.addr;
+    c->src[1] = bname ? tb.addr : NULL;
+    c->ne[0] = rows;
+    c->ne[1] = n;
+    return TW_OK;
+}
+
+tw_status tw_op_swiglu(tw_backend *be, tw_ref y, tw_ref gate, tw_ref up, int64_t rows, int64_t n) {
+    tw_op_call c = {.op = TW_OP_SWIGLU};
+    tw_status st = rowwise(be, TW_OP_SWIGLU, y, gate, "gate", up, "up", rows, n, &c);
+    if (st != TW_OK || rows == 0) return st;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_gelu(tw_backend *be, tw_ref y, tw_ref x, int64_t n, tw_gelu_mode mode) {
+    if (mode != TW_GELU_TANH && mode != TW_GELU_ERF)
+        return tw_error(TW_ERR_ARG, "gelu: mode = %d is neither TW_GELU_TANH nor TW_GELU_ERF",
+                        (int)mode);
+    tw_op_call c = {.op = TW_OP_GELU};
+    tw_status st = elementwise(be, TW_OP_GELU, y, x, tw_ref_none(), 0, n, 1, &c);
+    if (st != TW_OK || n == 0) return st;
+    c.ne[1] = mode;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_softmax(tw_backend *be, tw_ref y, tw_ref x, int64_t rows, int64_t n, float scale) {
+    if (!isfinite(scale))
+        return tw_error(TW_ERR_ARG, "softmax: scale = %g is not finite", (double)scale);
+    tw_op_call c = {.op = TW_OP_SOFTMAX};
+    tw_status st = rowwise(be, TW_OP_SOFTMAX, y, x, "x", tw_ref_none(), NULL, rows, n, &c);
+    if (st != TW_OK || rows == 0) return st;
+    c.fp[0] = scale;
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_argmax(tw_backend *be, tw_ref idx, tw_ref x, int64_t rows, int64_t n) {
+    const tw_op op = TW_OP_ARGMAX;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = mul_arg(op, "rows x n", rows, n, &nx)))
+        return st;
+    op_tensor ti = {"idx", idx, 0, NULL}, tx = {"x", x, 0, NULL};
+    if ((st = tensor_check(be, op, &ti, rows, sizeof(int32_t))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) || (st = overlap_check(op, &ti, &tx, 0)))
+        return st;
+    if (rows == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = ti.addr, .src = {tx.addr}, .ne = {rows, n}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t rows, int64_t n,
+                     int64_t k) {
+    const tw_op op = TW_OP_TOPK;
+    tw_status st;
+    int64_t nx = 0, nk = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = range_arg(op, "k", k, 1, n)) ||
+        (st = mul_arg(op, "rows x n", rows, n, &nx)) || (st = mul_arg(op, "rows x k", rows, k, &nk)))
+        return st;
+    op_tensor tv = {"vals", vals, 0, NULL}, ti = {"idx", idx, 0, NULL}, tx = {"x", x, 0, NULL};
+    if ((st = tensor_check(be, op, &tv, nk, sizeof(float))) ||
+        (st = tensor_check(be, op, &ti, nk, sizeof(int32_t))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) || (st = overlap_check(op, &tv, &ti, 0)) ||
+        (st = overlap_check(op, &tv, &tx, 0)) || (st = overlap_check(op, &ti, &tx, 0)))
+        return st;
+    if (rows == 0) return TW_OK;
+    tw_op_call c = {
+        .op = op, .dst = tv.addr, .dst2 = ti.addr, .src = {tx.addr}, .ne = {rows, n, k}};
     return op_dispatch(be, &c);
 }

@@ -12,14 +12,36 @@ extern "C" {
 #endif
 
 /* One checked op call, with every tensor resolved to an address in the backend's own memory
- * space (host pointers for the CPU, device pointers for CUDA). The meaning of ne[] and fp[]
- * is the op's (kernels.h): ADD ne = {n}; RMSNORM ne = {rows, n}, fp = {eps}. */
+ * space (host pointers for the CPU, device pointers for CUDA); an absent optional tensor is
+ * NULL. The meaning of dst, dst2, src[], ne[], fp[] and type is the op's (kernels.h), in the
+ * order of its tw_op_<name> arguments:
+ *   ADD, MUL        dst y, src {a, b}, ne {n}
+ *   SCALE           dst y, src {x}, ne {n}, fp {s}
+ *   COPY            dst y, src {x}, ne {n}
+ *   RMSNORM         dst y, src {x, w}, ne {rows, n}, fp {eps}
+ *   GET_ROWS        dst y, src {table, ids}, ne {n_rows, n_ids, n}, type ttype
+ *   MATMUL          dst y, src {x, w, bias}, ne {m, k, n_out}, type wtype
+ *   LAYERNORM       dst y, src {x, w, b}, ne {rows, n}, fp {eps}
+ *   ROPE            dst y, src {x, pos, freq_factors}, ne {n_tok, n_head, head_dim, rope_dim,
+ *                   mode}, fp {theta_base, freq_scale}
+ *   KV_WRITE        dst k_cache, dst2 v_cache, src {k, v, slots}, ne {n_slots, n_tok,
+ *                   n_kv_head, head_dim}, type cache_type
+ *   ATTENTION       dst out, src {q, k_cache, v_cache, block_table, tok_seq, tok_pos},
+ *                   ne {n_slots, n_seq, max_blocks, page_size, n_tok, n_head, n_kv_head,
+ *                   head_dim}, fp {scale}, type cache_type
+ *   SWIGLU          dst y, src {gate, up}, ne {rows, n}
+ *   GELU            dst y, src {x}, ne {n, mode}
+ *   SOFTMAX         dst y, src {x}, ne {rows, n}, fp {scale}
+ *   ARGMAX          dst idx, src {x}, ne {rows, n}
+ *   TOPK            dst vals, dst2 idx, src {x}, ne {rows, n, k} */
 typedef struct {
     tw_op op;
     void *dst;
+    void *dst2;
     const void *src[TW_OP_MAX_SRC];
-    int64_t ne[4];
+    int64_t ne[8];
     float fp[4];
+    tw_dtype type;
 } tw_op_call;
 
 typedef struct tw_backend_vtbl {
@@ -52,6 +74,7 @@ struct tw_buffer {
     tw_backend *be;
     void *ptr; /* backend address */
     size_t size;
+    int wrapped; /* tw_buffer_wrap_host: the memory is the caller's (not freed, not counted) */
 };
 
 /* Fill be->vt, be->ctx and be->name; on failure leave be->ctx NULL and return a status with

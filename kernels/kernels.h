@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "quant.h" /* tw_dtype: ggml's type ids and block layouts (weights, tables, caches) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,39 +38,130 @@ extern "C" {
 
 /* ---- the op table -------------------------------------------------------------------------
  *
- * Shapes are row-major, last index fastest, and written (rows, n). All element types are fp32
- * for now; quantized weights arrive with matmul. "dst may alias src" means exactly the same
- * bytes (in-place); partial overlaps are rejected with TW_ERR_ARG.
+ * Shapes are row-major, last index fastest, and written (rows, n). Activations are fp32;
+ * weights and embedding tables may be any tw_dtype the op lists (quant.h: ggml's block
+ * layouts, so GGUF tensors are used where they lie); index arrays (token ids, positions,
+ * slots, block tables) are int32. "dst may alias src" means exactly the same bytes
+ * (in-place); partial overlaps are rejected with TW_ERR_ARG; a dst that is not said to alias
+ * a source must not overlap it.
  *
- *   TW_OP_ADD      y = a + b                               a, b, y: (n) fp32
- *                  elementwise, one fp32 rounding per element: every backend is bit-exact
- *                  with the reference. y may alias a or b.
- *   TW_OP_RMSNORM  y[r,i] = x[r,i] / sqrt(mean_i(x[r,:]^2) + eps) * w[i]
- *                  x, y: (rows, n) fp32, w: (n) fp32, eps >= 0 finite, n >= 1.
- *                  The sum of squares accumulates in fp32 (reference: fp64), so the relative
- *                  error per element grows like n/lanes * 2^-24 in the worst case (see the
- *                  bound in the tests). y may alias x.
+ * Precision: every op has a reference (kernels/cpu/ref_<op>.c) that accumulates in fp64 and
+ * rounds once; optimized kernels accumulate in fp32 and are tested against it under bounds
+ * written beside the tests (tests/unit/test_kernels_cpu.c). Lines below say where an op
+ * rounds by design (quantized activations, fp16 caches).
  *
- * Planned (the inference issue): matmul (fp32/fp16/bf16/quantized weights x fp32 activations,
- * cuBLAS(Lt) for plain GEMM), rope, softmax, attention over a paged KV cache, silu*mul, embedding
- * lookup. Ops take at most TW_OP_MAX_SRC sources.
+ *   TW_OP_ADD        y = a + b                         a, b, y: (n). Bit-exact everywhere.
+ *                    y may alias a or b.
+ *   TW_OP_RMSNORM    y[r,i] = x[r,i] / sqrt(mean_i(x[r,:]^2) + eps) * w[i]
+ *                    x, y: (rows, n), w: (n), eps >= 0 finite, n >= 1. y may alias x.
+ *   TW_OP_MUL        y = a * b elementwise             a, b, y: (n). Bit-exact. y may alias a, b.
+ *   TW_OP_SCALE      y = x * s                         x, y: (n). Bit-exact. y may alias x.
+ *   TW_OP_COPY       y = x                             x, y: (n) fp32, no overlap.
+ *   TW_OP_GET_ROWS   y[i,:] = dequantize(table[ids[i],:])
+ *                    table: (n_rows, n) of ttype (any type tw_dtype_can_dequantize, n a
+ *                    multiple of its block size), ids: (n_ids) int32 in [0, n_rows), y:
+ *                    (n_ids, n) fp32. Bit-exact with tw_dequantize_row. Embedding lookup and
+ *                    the gather of hidden rows (ttype F32).
+ *   TW_OP_MATMUL     y[i,o] = sum_k act(x)[i,k] * W[o,k] (+ bias[o])
+ *                    x: (m, k) fp32, W: (n_out, k) of wtype, each row of W contiguous as GGUF
+ *                    stores it (ne0 = k), bias: (n_out) fp32 or absent, y: (m, n_out) fp32.
+ *                    act(x) is what llama.cpp multiplies W with, so that results stay close to
+ *                    its own:
+ *                      F32, F16, BF16         act(x) = x (fp32; not rounded to the weight type)
+ *                      Q4_0, Q5_0, Q8_0       x quantized per 32-block to Q8_0 (scale d =
+ *                                             amax/127 rounded to fp16, q = round-to-nearest-
+ *                                             even(x * 127/amax)), as ggml's AVX2 quantize_row_q8_0
+ *                      Q4_1, Q5_1             the same, plus the block sum s = fp16(d * sum q)
+ *                                             (ggml's Q8_1) that multiplies the weights' min
+ *                      Q2_K .. Q6_K           x quantized per 256-block to Q8_K (fp32 scale
+ *                                             d = 1/iscale, iscale = -127/max with max the
+ *                                             signed value of largest magnitude, q = min(127,
+ *                                             rne(iscale * x)); bsums of 16), as ggml
+ *                    Quantized products are exact integer sums per block, scaled in fp32; the
+ *                    reference forms the same per-block products in fp64. k must be a multiple
+ *                    of the weight type's block size (32 or 256). y must not overlap x, W, bias.
+ *   TW_OP_LAYERNORM  y[r,i] = (x[r,i] - mean(x[r,:])) / sqrt(var(x[r,:]) + eps) * w[i] + b[i]
+ *                    x, y: (rows, n); w, b: (n) or absent (w absent: 1, b absent: 0); var is
+ *                    the biased (1/n) variance. y may alias x.
+ *   TW_OP_ROPE       rotary position embedding of each head of each token
+ *                    x, y: (n_tok, n_head, head_dim), pos: (n_tok) int32 >= 0, freq_factors:
+ *                    (rope_dim/2) fp32 > 0 or absent. For pair i < rope_dim/2, with
+ *                      theta = pos * freq_scale * theta_base^(-2i/rope_dim) / freq_factors[i],
+ *                    (a, b) -> (a cos theta - b sin theta, a sin theta + b cos theta), where
+ *                    (a, b) = (x[2i], x[2i+1]) for TW_ROPE_NORM (llama GGUFs, whose Q/K rows
+ *                    the converter permuted) and (x[i], x[i + rope_dim/2]) for TW_ROPE_NEOX
+ *                    (qwen2, gpt-neox, HF llama without permutation). Elements from rope_dim
+ *                    on are copied. rope_dim even, 2 <= rope_dim <= head_dim. freq_factors are
+ *                    llama3's rope_freqs. y may alias x.
+ *   TW_OP_KV_WRITE   k_cache[slots[t],h,:] = k[t,h,:], v_cache[slots[t],h,:] = v[t,h,:]
+ *                    k, v: (n_tok, n_kv_head, head_dim) fp32; caches: (n_slots, n_kv_head,
+ *                    head_dim) of cache_type F32 or F16 (round to nearest even); slots:
+ *                    (n_tok) int32 in [0, n_slots), page * page_size + offset, computed by the
+ *                    host's cache manager. Two tokens must not name the same slot.
+ *   TW_OP_ATTENTION  causal attention over a paged KV cache, grouped-query heads
+ *                    q, out: (n_tok, n_head, head_dim) fp32; caches as for KV_WRITE;
+ *                    block_table: (n_seq, max_blocks) int32 page ids; tok_seq: (n_tok) int32
+ *                    in [0, n_seq), the row of block_table for token t; tok_pos: (n_tok) int32
+ *                    in [0, max_blocks * page_size). Token t of sequence s attends to the
+ *                    positions j = 0 .. tok_pos[t] of s, whose K/V lie at slot
+ *                    block_table[s, j / page_size] * page_size + j % page_size (< n_slots);
+ *                    query head h reads kv head h / (n_head / n_kv_head):
+ *                      out[t,h,:] = sum_j softmax_j(scale * q[t,h,:] . K_j) V_j.
+ *                    Its own K/V must have been written (KV_WRITE) first. The softmax is fp32
+ *                    with the running maximum subtracted (online softmax); f16 caches are read
+ *                    as fp32. Bidirectional attention (BERT): give every token of a sequence
+ *                    tok_pos = its length - 1. out must not overlap anything.
+ *   TW_OP_SWIGLU     y = silu(gate) * up = gate / (1 + exp(-gate)) * up
+ *                    gate, up, y: (rows, n). y may alias gate or up.
+ *   TW_OP_GELU       y = gelu(x)                       x, y: (n). y may alias x.
+ *                    TW_GELU_TANH: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2, ggml);
+ *                    TW_GELU_ERF: 0.5 x (1 + erf(x / sqrt 2)) (BERT).
+ *   TW_OP_SOFTMAX    y[r,:] = softmax(scale * x[r,:])  x, y: (rows, n). y may alias x.
+ *   TW_OP_ARGMAX     idx[r] = the index of the largest x[r,:] (the lowest such index on ties)
+ *                    x: (rows, n) fp32 without NaN, idx: (rows) int32.
+ *   TW_OP_TOPK       the k largest of each row, in descending order (ties: lower index first)
+ *                    x: (rows, n) fp32 without NaN, vals: (rows, k) fp32, idx: (rows, k)
+ *                    int32, 1 <= k <= n. A sampler downloads k candidates, not the vocabulary;
+ *                    temperature, top-p, min-p and penalties are the host's work over them.
+ *
+ * Ops take at most TW_OP_MAX_SRC tensor sources.
  */
 typedef enum {
     TW_OP_ADD = 0,
     TW_OP_RMSNORM,
+    TW_OP_MUL,
+    TW_OP_SCALE,
+    TW_OP_COPY,
+    TW_OP_GET_ROWS,
+    TW_OP_MATMUL,
+    TW_OP_LAYERNORM,
+    TW_OP_ROPE,
+    TW_OP_KV_WRITE,
+    TW_OP_ATTENTION,
+    TW_OP_SWIGLU,
+    TW_OP_GELU,
+    TW_OP_SOFTMAX,
+    TW_OP_ARGMAX,
+    TW_OP_TOPK,
     TW_OP_COUNT
 } tw_op;
 
 /* The pinned count: adding an op must be a conscious edit of every table indexed by tw_op
  * (names in backend.c, each backend's `supports`, the differential tests). */
-#define TW_OP_COUNT_PINNED 2
+#define TW_OP_COUNT_PINNED 16
 #ifdef __cplusplus
 static_assert(TW_OP_COUNT == TW_OP_COUNT_PINNED, "TW_OP_COUNT changed: update every op table");
 #else
 _Static_assert(TW_OP_COUNT == TW_OP_COUNT_PINNED, "TW_OP_COUNT changed: update every op table");
 #endif
 
-#define TW_OP_MAX_SRC 4
+#define TW_OP_MAX_SRC 8
+
+/* RoPE pair orderings; the values are ggml's. */
+typedef enum { TW_ROPE_NORM = 0, TW_ROPE_NEOX = 2 } tw_rope_mode;
+
+/* GELU forms. */
+typedef enum { TW_GELU_TANH = 0, TW_GELU_ERF = 1 } tw_gelu_mode;
 
 /* "add", "rmsnorm", ...; "?" for a value outside the table. Thread-safe. */
 const char *tw_op_name(tw_op op);
@@ -124,6 +216,14 @@ size_t tw_buffer_size(const tw_buffer *buf);
 tw_status tw_buffer_upload(tw_buffer *buf, size_t offset, const void *src, size_t n);
 tw_status tw_buffer_download(const tw_buffer *buf, size_t offset, void *dst, size_t n);
 
+/* A buffer over existing host memory (n > 0 bytes at ptr, 16-byte aligned), without a copy:
+ * mmap'd GGUF weights become tensors where they lie. CPU backend only (TW_ERR_UNSUPPORTED
+ * elsewhere: the engine then allocates and uploads). The memory stays the caller's: it must
+ * outlive the buffer, tw_buffer_free releases only the handle, and it is not counted in
+ * tw_backend_mem_stats. Ops write only to their outputs, so read-only memory (a PROT_READ
+ * mmap) may be wrapped for op inputs; an upload into it is the caller's bug. */
+tw_status tw_buffer_wrap_host(tw_backend *be, void *ptr, size_t n, tw_buffer **out);
+
 /* Test hook, like tw_mem_fail_after for host memory: the n-th buffer allocation from now
  * (on any backend; 1 = the next one) fails with TW_ERR_NOMEM; 0 disables. Thread-safe. */
 void tw_buffer_fail_after(uint64_t n);
@@ -156,6 +256,89 @@ tw_status tw_op_add(tw_backend *be, tw_ref y, tw_ref a, tw_ref b, int64_t n);
  * rows >= 0 (0 is a no-op), 1 <= n <= INT32_MAX, eps finite and >= 0. */
 tw_status tw_op_rmsnorm(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, int64_t rows, int64_t n,
                         float eps);
+
+/* The null ref: an absent optional tensor (a bias, freq_factors). */
+static inline tw_ref tw_ref_none(void) {
+    tw_ref r;
+    r.buf = NULL;
+    r.offset = 0;
+    return r;
+}
+
+/* y = a * b elementwise.   y, a, b: (n) fp32; n >= 0. y may alias a or b. */
+tw_status tw_op_mul(tw_backend *be, tw_ref y, tw_ref a, tw_ref b, int64_t n);
+
+/* y = x * s.   y, x: (n) fp32; n >= 0; s finite. y may alias x. */
+tw_status tw_op_scale(tw_backend *be, tw_ref y, tw_ref x, float s, int64_t n);
+
+/* y = x.   y, x: (n) fp32; n >= 0; no overlap. */
+tw_status tw_op_copy(tw_backend *be, tw_ref y, tw_ref x, int64_t n);
+
+/* y[i,:] = dequantize(table[ids[i],:]).   table: (n_rows, n) of ttype; ids: (n_ids) int32;
+ * y: (n_ids, n) fp32. n >= 1 a multiple of ttype's block size; n_ids >= 0; an id outside
+ * [0, n_rows) is TW_ERR_ARG (checked on the host by the CPU backend; a CUDA backend writes
+ * zeros for it). */
+tw_status tw_op_get_rows(tw_backend *be, tw_ref y, tw_ref table, tw_dtype ttype, int64_t n_rows,
+                         tw_ref ids, int64_t n_ids, int64_t n);
+
+/* y = act(x) . W^T (+ bias).   x: (m, k) fp32; w: (n_out, k) of wtype; bias: (n_out) fp32 or
+ * tw_ref_none(); y: (m, n_out) fp32. m >= 0 (0: no-op), k >= 1 a multiple of wtype's block
+ * size, n_out >= 1. wtype: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K (others: TW_ERR_UNSUPPORTED). act(): see TW_OP_MATMUL above. The CPU backend
+ * parallelizes over output rows (tw_threads_get() threads) and, for m > 1, reads each weight
+ * block once for several rows of x. */
+tw_status tw_op_matmul(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_dtype wtype, tw_ref bias,
+                       int64_t m, int64_t k, int64_t n_out);
+
+/* LayerNorm over rows.   y, x: (rows, n) fp32; w, b: (n) fp32 or tw_ref_none(). rows >= 0,
+ * 1 <= n <= INT32_MAX, eps finite >= 0. y may alias x. */
+tw_status tw_op_layernorm(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_ref b, int64_t rows,
+                          int64_t n, float eps);
+
+/* RoPE.   y, x: (n_tok, n_head, head_dim) fp32; pos: (n_tok) int32 (>= 0: a negative one is
+ * TW_ERR_ARG on the CPU); freq_factors: (rope_dim/2) fp32 or tw_ref_none(). n_tok >= 0,
+ * n_head >= 1, 2 <= rope_dim <= head_dim, rope_dim even; theta_base > 0 and freq_scale > 0
+ * finite. y may alias x. */
+tw_status tw_op_rope(tw_backend *be, tw_ref y, tw_ref x, tw_ref pos, int64_t n_tok, int64_t n_head,
+                     int64_t head_dim, int64_t rope_dim, tw_rope_mode mode, float theta_base,
+                     float freq_scale, tw_ref freq_factors);
+
+/* Writes the K and V rows of n_tok tokens into one layer's caches.   k, v: (n_tok, n_kv_head,
+ * head_dim) fp32; k_cache, v_cache: (n_slots, n_kv_head, head_dim) of cache_type (F32 or
+ * F16); slots: (n_tok) int32, each in [0, n_slots) (TW_ERR_ARG otherwise on the CPU). */
+tw_status tw_op_kv_write(tw_backend *be, tw_ref k_cache, tw_ref v_cache, tw_dtype cache_type,
+                         int64_t n_slots, tw_ref k, tw_ref v, tw_ref slots, int64_t n_tok,
+                         int64_t n_kv_head, int64_t head_dim);
+
+/* Paged causal attention with grouped-query heads (TW_OP_ATTENTION above).
+ * out, q: (n_tok, n_head, head_dim) fp32; k_cache, v_cache: (n_slots, n_kv_head, head_dim) of
+ * cache_type (F32 or F16); block_table: (n_seq, max_blocks) int32; tok_seq, tok_pos: (n_tok)
+ * int32. n_head a multiple of n_kv_head; 1 <= head_dim <= 1024 (kept on the stack); scale > 0
+ * finite (usually 1/sqrt(head_dim)). On the CPU a tok_seq, tok_pos or page id out of range,
+ * or a slot past n_slots, is TW_ERR_ARG before anything is written. */
+tw_status tw_op_attention(tw_backend *be, tw_ref out, tw_ref q, tw_ref k_cache, tw_ref v_cache,
+                          tw_dtype cache_type, int64_t n_slots, tw_ref block_table, int64_t n_seq,
+                          int64_t max_blocks, int64_t page_size, tw_ref tok_seq, tw_ref tok_pos,
+                          int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
+                          float scale);
+
+/* y = silu(gate) * up.   y, gate, up: (rows, n) fp32. y may alias gate or up. */
+tw_status tw_op_swiglu(tw_backend *be, tw_ref y, tw_ref gate, tw_ref up, int64_t rows, int64_t n);
+
+/* y = gelu(x).   y, x: (n) fp32. y may alias x. */
+tw_status tw_op_gelu(tw_backend *be, tw_ref y, tw_ref x, int64_t n, tw_gelu_mode mode);
+
+/* y = softmax(scale * x) over each row.   y, x: (rows, n) fp32; n >= 1; scale finite. y may
+ * alias x. */
+tw_status tw_op_softmax(tw_backend *be, tw_ref y, tw_ref x, int64_t rows, int64_t n, float scale);
+
+/* idx[r] = argmax x[r,:].   x: (rows, n) fp32; idx: (rows) int32; 1 <= n <= INT32_MAX. */
+tw_status tw_op_argmax(tw_backend *be, tw_ref idx, tw_ref x, int64_t rows, int64_t n);
+
+/* The k largest of each row, descending.   x: (rows, n) fp32; vals: (rows, k) fp32; idx:
+ * (rows, k) int32; 1 <= k <= n <= INT32_MAX. */
+tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t rows, int64_t n,
+                     int64_t k);
 
 /* ---- machine information --------------------------------------------------------------------*/
 

@@ -9,6 +9,20 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     switch (op) {
     case TW_OP_ADD:
     case TW_OP_RMSNORM:
+    case TW_OP_MUL:
+    case TW_OP_SCALE:
+    case TW_OP_COPY:
+    case TW_OP_GET_ROWS:
+    case TW_OP_MATMUL:
+    case TW_OP_LAYERNORM:
+    case TW_OP_ROPE:
+    case TW_OP_KV_WRITE:
+    case TW_OP_ATTENTION:
+    case TW_OP_SWIGLU:
+    case TW_OP_GELU:
+    case TW_OP_SOFTMAX:
+    case TW_OP_ARGMAX:
+    case TW_OP_TOPK:
         return 1;
     case TW_OP_COUNT:
         break;
@@ -28,14 +42,102 @@ static tw_status cpu_mem_copy(tw_backend *be, void *dst, const void *src, size_t
     return TW_OK;
 }
 
+/* ---- index checks: the CPU reads index arrays on the host, so it checks them first ------ */
+
+/* Every v[i] (n of them) in [0, lim); else TW_ERR_ARG naming the op, the array and the entry. */
+static tw_status index_check(tw_op op, const char *arg, const int32_t *v, int64_t n, int64_t lim) {
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] < 0 || v[i] >= lim)
+            return tw_error(TW_ERR_ARG, "%s: %s[%lld] = %d is outside [0, %lld)", tw_op_name(op),
+                            arg, (long long)i, (int)v[i], (long long)lim);
+    return TW_OK;
+}
+
+/* Attention: sequences, positions, and the pages each token reads. */
+static tw_status attention_check(const tw_op_call *c) {
+    const tw_op op = TW_OP_ATTENTION;
+    int64_t n_slots = c->ne[0], n_seq = c->ne[1], max_blocks = c->ne[2], page = c->ne[3];
+    int64_t n_tok = c->ne[4];
+    const int32_t *bt = c->src[3], *seq = c->src[4], *pos = c->src[5];
+    tw_status st;
+    if ((st = index_check(op, "tok_seq", seq, n_tok, n_seq)) ||
+        (st = index_check(op, "tok_pos", pos, n_tok, max_blocks * page)))
+        return st;
+    for (int64_t t = 0; t < n_tok; t++) {
+        const int32_t *row = bt + (int64_t)seq[t] * max_blocks;
+        int64_t used = (int64_t)pos[t] / page + 1;
+        for (int64_t b = 0; b < used; b++) {
+            int64_t last = b == used - 1 ? (int64_t)pos[t] % page : page - 1; /* offsets read */
+            if (row[b] < 0 || (int64_t)row[b] * page + last >= n_slots)
+                return tw_error(TW_ERR_ARG, "attention: block_table[%d][%lld] = %d: page outside "
+                                "the cache of %lld slots (token %lld)", (int)seq[t], (long long)b,
+                                (int)row[b], (long long)n_slots, (long long)t);
+        }
+    }
+    return TW_OK;
+}
+
 static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
+    const int64_t *ne = c->ne;
+    tw_status st;
     switch (c->op) {
     case TW_OP_ADD:
-        tw_cpu_add_f32(c->dst, c->src[0], c->src[1], c->ne[0]);
+        tw_cpu_add_f32(c->dst, c->src[0], c->src[1], ne[0]);
         return TW_OK;
     case TW_OP_RMSNORM:
-        tw_cpu_rmsnorm_f32(c->dst, c->src[0], c->src[1], c->ne[0], c->ne[1], c->fp[0]);
+        tw_cpu_rmsnorm_f32(c->dst, c->src[0], c->src[1], ne[0], ne[1], c->fp[0]);
         return TW_OK;
+    case TW_OP_MUL:
+        tw_cpu_mul_f32(c->dst, c->src[0], c->src[1], ne[0]);
+        return TW_OK;
+    case TW_OP_SCALE:
+        tw_cpu_scale_f32(c->dst, c->src[0], c->fp[0], ne[0]);
+        return TW_OK;
+    case TW_OP_COPY:
+        memcpy(c->dst, c->src[0], (size_t)ne[0] * sizeof(float));
+        return TW_OK;
+    case TW_OP_GET_ROWS:
+        if ((st = index_check(c->op, "ids", c->src[1], ne[1], ne[0]))) return st;
+        tw_cpu_get_rows(c->dst, c->src[0], c->type, c->src[1], ne[1], ne[2]);
+        return TW_OK;
+    case TW_OP_MATMUL:
+        return tw_cpu_matmul(c->dst, c->src[0], c->src[1], c->type, c->src[2], ne[0], ne[1], ne[2]);
+    case TW_OP_LAYERNORM:
+        tw_cpu_layernorm_f32(c->dst, c->src[0], c->src[1], c->src[2], ne[0], ne[1], c->fp[0]);
+        return TW_OK;
+    case TW_OP_ROPE:
+        if ((st = index_check(c->op, "pos", c->src[1], ne[0], INT32_MAX))) return st;
+        tw_cpu_rope_f32(c->dst, c->src[0], c->src[1], ne[0], ne[1], ne[2], ne[3], (int)ne[4],
+                        c->fp[0], c->fp[1], c->src[2]);
+        return TW_OK;
+    case TW_OP_KV_WRITE:
+        if ((st = index_check(c->op, "slots", c->src[2], ne[1], ne[0]))) return st;
+        tw_cpu_kv_write(c->dst, c->dst2, c->type, c->src[0], c->src[1], c->src[2], ne[1], ne[2],
+                        ne[3]);
+        return TW_OK;
+    case TW_OP_ATTENTION: {
+        if ((st = attention_check(c))) return st;
+        tw_attn_shape s = {.max_blocks = ne[2], .page_size = ne[3], .n_tok = ne[4],
+                           .n_head = ne[5], .n_kv_head = ne[6], .head_dim = ne[7],
+                           .scale = c->fp[0], .ct = c->type};
+        tw_cpu_attention(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], c->src[5],
+                         &s);
+        return TW_OK;
+    }
+    case TW_OP_SWIGLU:
+        tw_cpu_swiglu_f32(c->dst, c->src[0], c->src[1], ne[0] * ne[1]);
+        return TW_OK;
+    case TW_OP_GELU:
+        tw_cpu_gelu_f32(c->dst, c->src[0], ne[0], (int)ne[1]);
+        return TW_OK;
+    case TW_OP_SOFTMAX:
+        tw_cpu_softmax_f32(c->dst, c->src[0], ne[0], ne[1], c->fp[0]);
+        return TW_OK;
+    case TW_OP_ARGMAX:
+        tw_cpu_argmax_f32(c->dst, c->src[0], ne[0], ne[1]);
+        return TW_OK;
+    case TW_OP_TOPK:
+        return tw_cpu_topk_f32(c->dst, c->dst2, c->src[0], ne[0], ne[1], ne[2]);
     case TW_OP_COUNT:
         break;
     }

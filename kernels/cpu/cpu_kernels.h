@@ -36,4 +36,123 @@ void tw_cpu_rmsnorm_f32_portable(float *y, const float *x, const float *w, int64
 void tw_cpu_rmsnorm_f32_avx2(float *y, const float *x, const float *w, int64_t rows, int64_t n,
                              float eps);
 
+
+
+/* ---- the ops of the inference engine (kernels.h) ------------------------------------------
+ * Same scheme: tw_ref_* is the specification (ref_<op>.c), tw_cpu_* the dispatched kernel.
+ * Kernels that need scratch memory return a tw_status (TW_ERR_NOMEM); the others cannot fail.
+ * Index arguments (ids, slots, positions, block tables) are assumed in range here: the CPU
+ * backend checks them on the host first (backend_cpu.c). */
+
+/* y = a * b, y = x * s, y = x.   (n) */
+void tw_ref_mul_f32(float *y, const float *a, const float *b, int64_t n);
+void tw_cpu_mul_f32(float *y, const float *a, const float *b, int64_t n);
+void tw_ref_scale_f32(float *y, const float *x, float s, int64_t n);
+void tw_cpu_scale_f32(float *y, const float *x, float s, int64_t n);
+
+/* y[i,:] = dequantize(table[ids[i],:]).   y: (n_ids, n), table: (n_rows, n) of t. */
+void tw_ref_get_rows(float *y, const void *table, tw_dtype t, const int32_t *ids, int64_t n_ids,
+                     int64_t n);
+void tw_cpu_get_rows(float *y, const void *table, tw_dtype t, const int32_t *ids, int64_t n_ids,
+                     int64_t n);
+
+/* Activation blocks of the quantized matmul (kernels.h, TW_OP_MATMUL, act()). Private layouts
+ * (not ggml's bytes: scales are fp32 here, holding the fp16-rounded value ggml stores). */
+#define TW_QK8 32  /* elements per Q8_0/Q8_1 activation block */
+#define TW_QKK 256 /* elements per Q8_K activation block */
+typedef struct {
+    float d;        /* fp16-rounded amax / 127 */
+    float s;        /* fp16-rounded d * sum(qs): the Q8_1 sum, for the weights' min term */
+    int8_t qs[TW_QK8];
+} tw_q8a_block;
+typedef struct {
+    float d;                     /* 1 / iscale (fp32, as ggml's block_q8_K) */
+    int16_t bsums[TW_QKK / 16];  /* sums of qs over groups of 16 */
+    int8_t qs[TW_QKK];
+} tw_q8k_block;
+
+/* What act() is for weights of type t. */
+typedef enum { TW_ACT_F32 = 0, TW_ACT_Q8A, TW_ACT_Q8K } tw_act_kind;
+tw_act_kind tw_cpu_act_kind(tw_dtype t);
+
+/* x: (k) -> k/32 (or k/256) blocks. k a multiple of the block. All variants are bit-identical
+ * (round to nearest even in both). */
+void tw_cpu_quantize_q8a(const float *x, tw_q8a_block *y, int64_t k);
+void tw_cpu_quantize_q8a_portable(const float *x, tw_q8a_block *y, int64_t k);
+void tw_cpu_quantize_q8a_avx2(const float *x, tw_q8a_block *y, int64_t k);
+void tw_cpu_quantize_q8k(const float *x, tw_q8k_block *y, int64_t k);
+
+/* y = act(x) . W^T (+ bias).   x: (m, k), w: (n_out, k) of wt, bias: (n_out) or NULL,
+ * y: (m, n_out). tw_ref_matmul follows kernels.h exactly; tw_ref_matmul_dense is the plain
+ * product of x (not quantized) with the dequantized weights, for loose sanity checks. */
+void tw_ref_matmul(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                   int64_t m, int64_t k, int64_t n_out);
+void tw_ref_matmul_dense(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                         int64_t m, int64_t k, int64_t n_out);
+/* The optimized matmul. TW_ERR_NOMEM when its scratch memory cannot be had. force_portable:
+ * 1 runs the portable C variant even on an AVX2 machine (the tests check both). */
+tw_status tw_cpu_matmul(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                        int64_t m, int64_t k, int64_t n_out);
+tw_status tw_cpu_matmul_variant(float *y, const float *x, const void *w, tw_dtype wt,
+                                const float *bias, int64_t m, int64_t k, int64_t n_out,
+                                int force_portable);
+
+/* LayerNorm.   y, x: (rows, n); w, b: (n) or NULL. */
+void tw_ref_layernorm_f32(float *y, const float *x, const float *w, const float *b, int64_t rows,
+                          int64_t n, float eps);
+void tw_cpu_layernorm_f32(float *y, const float *x, const float *w, const float *b, int64_t rows,
+                          int64_t n, float eps);
+
+/* RoPE.   y, x: (n_tok, n_head, head_dim); pos: (n_tok); ff: (rope_dim/2) or NULL. */
+void tw_ref_rope_f32(float *y, const float *x, const int32_t *pos, int64_t n_tok, int64_t n_head,
+                     int64_t head_dim, int64_t rope_dim, int mode, float theta_base,
+                     float freq_scale, const float *ff);
+void tw_cpu_rope_f32(float *y, const float *x, const int32_t *pos, int64_t n_tok, int64_t n_head,
+                     int64_t head_dim, int64_t rope_dim, int mode, float theta_base,
+                     float freq_scale, const float *ff);
+
+/* KV write.   caches: (n_slots, n_kv_head, head_dim) of ct (F32/F16); k, v: (n_tok, n_kv_head,
+ * head_dim); slots: (n_tok). */
+void tw_ref_kv_write(void *k_cache, void *v_cache, tw_dtype ct, const float *k, const float *v,
+                     const int32_t *slots, int64_t n_tok, int64_t n_kv_head, int64_t head_dim);
+void tw_cpu_kv_write(void *k_cache, void *v_cache, tw_dtype ct, const float *k, const float *v,
+                     const int32_t *slots, int64_t n_tok, int64_t n_kv_head, int64_t head_dim);
+
+/* Paged attention (kernels.h, TW_OP_ATTENTION).   out, q: (n_tok, n_head, head_dim); caches:
+ * (n_slots, n_kv_head, head_dim) of ct; block_table: (n_seq, max_blocks); tok_seq, tok_pos:
+ * (n_tok). */
+typedef struct {
+    int64_t max_blocks, page_size, n_tok, n_head, n_kv_head, head_dim;
+    float scale;
+    tw_dtype ct;
+} tw_attn_shape;
+void tw_ref_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                      const int32_t *block_table, const int32_t *tok_seq, const int32_t *tok_pos,
+                      const tw_attn_shape *s);
+void tw_cpu_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
+                      const int32_t *block_table, const int32_t *tok_seq, const int32_t *tok_pos,
+                      const tw_attn_shape *s);
+
+/* y = silu(gate) * up over (n) elements (rows * n of the op). */
+void tw_ref_swiglu_f32(float *y, const float *gate, const float *up, int64_t n);
+void tw_cpu_swiglu_f32(float *y, const float *gate, const float *up, int64_t n);
+
+/* y = gelu(x), mode a tw_gelu_mode.   (n) */
+void tw_ref_gelu_f32(float *y, const float *x, int64_t n, int mode);
+void tw_cpu_gelu_f32(float *y, const float *x, int64_t n, int mode);
+
+/* y[r,:] = softmax(scale * x[r,:]).   (rows, n) */
+void tw_ref_softmax_f32(float *y, const float *x, int64_t rows, int64_t n, float scale);
+void tw_cpu_softmax_f32(float *y, const float *x, int64_t rows, int64_t n, float scale);
+
+/* idx[r] = argmax x[r,:].   x: (rows, n), idx: (rows) */
+void tw_ref_argmax_f32(int32_t *idx, const float *x, int64_t rows, int64_t n);
+void tw_cpu_argmax_f32(int32_t *idx, const float *x, int64_t rows, int64_t n);
+
+/* The k largest per row, descending, ties by lower index.   x: (rows, n); vals, idx: (rows, k).
+ * The optimized one needs scratch (TW_ERR_NOMEM). */
+void tw_ref_topk_f32(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t n,
+                     int64_t k);
+tw_status tw_cpu_topk_f32(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t n,
+                          int64_t k);
 #endif

@@ -107,6 +107,21 @@ static int cuda_supports(const tw_backend *be, tw_op op) {
     switch (op) {
     case TW_OP_ADD:
     case TW_OP_RMSNORM: return 1;
+    /* Not yet on CUDA: the engine runs these on the CPU backend (TW_ERR_UNSUPPORTED here). */
+    case TW_OP_MUL:
+    case TW_OP_SCALE:
+    case TW_OP_COPY:
+    case TW_OP_GET_ROWS:
+    case TW_OP_MATMUL:
+    case TW_OP_LAYERNORM:
+    case TW_OP_ROPE:
+    case TW_OP_KV_WRITE:
+    case TW_OP_ATTENTION:
+    case TW_OP_SWIGLU:
+    case TW_OP_GELU:
+    case TW_OP_SOFTMAX:
+    case TW_OP_ARGMAX:
+    case TW_OP_TOPK: return 0;
     case TW_OP_COUNT: break;
     }
     return 0;
@@ -163,7 +178,7 @@ static tw_status cuda_run(cuda_ctx *c, const tw_op_call *k) {
     case TW_OP_RMSNORM:
         return tw_cuda_rmsnorm_f32(c->stream, (float *)k->dst, (const float *)k->src[0],
                                    (const float *)k->src[1], k->ne[0], k->ne[1], k->fp[0]);
-    case TW_OP_COUNT: break;
+    default: break; /* cuda_supports says 0: backend.c never calls with these */
     }
     return tw_error(TW_ERR_UNSUPPORTED, "op %s not implemented", tw_op_name(k->op));
 }
