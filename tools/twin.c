@@ -8,6 +8,7 @@ static const cli_command commands[] = {
     {"model", cmd_model, "fetch and list models (model fetch smollm2-135m|minilm-l6|all)"},
     {"gguf", cmd_gguf, "inspect a GGUF file (gguf info FILE)"},
     {"tokenize", cmd_tokenize, "tokenize stdin with a model's tokenizer"},
+    {"quantize", cmd_quantize, "convert a GGUF model's weights (quantize IN OUT f16|q8_0|q4_1|...)"},
     {"bench", cmd_bench, "benchmarks against reference implementations (bench tokenize)"},
     {"info", cmd_info, "the build: version, backends, threads"},
     {"demo", cmd_demo, "the whole twin end to end on the embedded default"},

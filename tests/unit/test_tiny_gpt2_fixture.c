@@ -19,8 +19,9 @@
  * large beside the token embedding so that the greedy continuation does not just repeat the
  * last token (with a tied head, a weak network predicts its own input).
  *
- * Variants: f32 (everything f32); f16 (2-D matrices f16, norms and biases f32, as llama.cpp's
- * converter writes --outtype f16); q8_0 (token_embd and the four layer matrices q8_0,
+ * Variants: f32 (everything f32); f16 (the weight matrices f16; position_embd, norms and
+ * biases f32: what llama-quantize and `twin quantize` make of the f32 file, which
+ * test_quantize.sh checks byte for byte); q8_0 (token_embd and the four layer matrices q8_0,
  * position_embd f16, norms and biases f32: mixed types on purpose).
  */
 #include "gguf.h"
@@ -129,9 +130,10 @@ static void tg_convert(tg_model *m, const char *variant) {
     for (int i = 0; i < m->n; i++) {
         tg_tensor *t = &m->t[i];
         tw_dtype ty = TW_DTYPE_F32;
-        if (tg_is_matrix(t) && strcmp(variant, "f16") == 0) ty = TW_DTYPE_F16;
+        int pos = strcmp(t->name, "position_embd.weight") == 0;
+        if (tg_is_matrix(t) && !pos && strcmp(variant, "f16") == 0) ty = TW_DTYPE_F16;
         if (tg_is_matrix(t) && strcmp(variant, "q8_0") == 0)
-            ty = strcmp(t->name, "position_embd.weight") == 0 ? TW_DTYPE_F16 : TW_DTYPE_Q8_0;
+            ty = pos ? TW_DTYPE_F16 : TW_DTYPE_Q8_0;
         t->type = ty;
         size_t rb = tw_dtype_row_bytes(ty, t->ne[0]);
         tw_free(t->data);
