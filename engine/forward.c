@@ -1,0 +1,337 @@
+/* forward.c: the forward pass over a ragged batch (tw_model_forward in model.h), for every
+ * architecture descriptor, through the op table only.
+ *
+ * One pass per chunk of at most T = max_batch_tokens tokens (and R = max_logit_rows tokens
+ * that want logits). Activations live in one backend buffer sized for a chunk at load:
+ *
+ *   X    (T, n_embd)   the residual stream
+ *   H    (T, n_embd)   normed input of a block; also the attention and MLP outputs
+ *   Q    (T, n_head, head_dim)        K, V (T, n_kv_head, head_dim)
+ *   ATT  (T, n_head, head_dim)        attention output
+ *   G, U (T, n_ff)     MLP gate and up (GELU MLPs use G only)
+ *   XO, XN (R, n_embd) rows of X whose logits are wanted, then normed
+ *   LOG  (R, n_vocab)  logits
+ *   IDS, POS, SLOT, SEQ (T) int32; WANT (R) int32
+ *
+ * Every token's K/V go into its sequence's pages (slots computed on the host by the cache
+ * manager) before attention reads them, so tokens of one sequence in the same chunk see each
+ * other causally, and chunks see the chunks before them through the cache: a batch gives the
+ * same result in one chunk or many.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kv_cache_impl.h"
+#include "model_impl.h"
+
+enum {
+    TW_A_X = 0, TW_A_H, TW_A_Q, TW_A_K, TW_A_V, TW_A_ATT, TW_A_G, TW_A_U, TW_A_XO, TW_A_XN,
+    TW_A_LOG, TW_A_IDS, TW_A_POS, TW_A_SLOT, TW_A_SEQ, TW_A_WANT, TW_A_COUNT
+};
+
+static tw_ref act(const tw_model *m, int a) { return tw_ref_at(m->act, m->act_off[a]); }
+
+tw_status tw_forward_alloc(tw_model *m) {
+    const tw_model_hparams *hp = &m->hp;
+    size_t T = (size_t)m->params.max_batch_tokens, R = (size_t)m->params.max_logit_rows;
+    size_t nq = (size_t)hp->n_head * (size_t)hp->head_dim;
+    size_t nkv = (size_t)hp->n_kv_head * (size_t)hp->head_dim;
+    size_t bytes[TW_A_COUNT] = {
+        [TW_A_X] = T * (size_t)hp->n_embd * 4, [TW_A_H] = T * (size_t)hp->n_embd * 4,
+        [TW_A_Q] = T * nq * 4, [TW_A_K] = T * nkv * 4, [TW_A_V] = T * nkv * 4,
+        [TW_A_ATT] = T * nq * 4, [TW_A_G] = T * (size_t)hp->n_ff * 4,
+        [TW_A_U] = m->arch->ffn == TW_FFN_SWIGLU ? T * (size_t)hp->n_ff * 4 : 0,
+        [TW_A_XO] = R * (size_t)hp->n_embd * 4, [TW_A_XN] = R * (size_t)hp->n_embd * 4,
+        [TW_A_LOG] = R * (size_t)hp->n_vocab * 4, [TW_A_IDS] = T * 4, [TW_A_POS] = T * 4,
+        [TW_A_SLOT] = T * 4, [TW_A_SEQ] = T * 4, [TW_A_WANT] = R * 4,
+    };
+    size_t total = 0;
+    for (int a = 0; a < TW_A_COUNT; a++) {
+        m->act_off[a] = total;
+        total += (bytes[a] + 255) & ~(size_t)255;
+    }
+    tw_status st = tw_buffer_alloc(m->be, total, &m->act);
+    if (st != TW_OK)
+        return tw_error_wrap("%s: activations for %zu tokens (%zu bytes)", m->path, T, total);
+    return TW_OK;
+}
+
+void tw_forward_free(tw_model *m) {
+    tw_buffer_free(m->act);
+    tw_buffer_free(m->bt);
+    m->act = m->bt = NULL;
+}
+
+int32_t tw_batch_n_logits(const tw_batch *b) {
+    if (!b || b->n <= 0) return 0;
+    if (!b->want_logits) return 1;
+    int32_t k = 0;
+    for (int32_t i = 0; i < b->n; i++) k += b->want_logits[i] != 0;
+    return k;
+}
+
+void tw_model_logits(const tw_model *m, tw_ref *out, int32_t *n_rows) {
+    *out = act(m, TW_A_LOG);
+    *n_rows = m->logit_rows;
+}
+
+static int batch_wants(const tw_batch *b, int32_t i) {
+    return b->want_logits ? b->want_logits[i] != 0 : i == b->n - 1;
+}
+
+#define TRY(call)                                                                             \
+    do {                                                                                      \
+        tw_status _st = (call);                                                               \
+        if (_st != TW_OK) return _st;                                                         \
+    } while (0)
+
+static tw_status norm(const tw_model *m, tw_ref y, tw_ref x, const tw_weight *w,
+                      const tw_weight *b, int64_t rows) {
+    if (m->arch->norm == TW_NORM_RMS)
+        return tw_op_rmsnorm(m->be, y, x, w->ref, rows, m->hp.n_embd, m->hp.norm_eps);
+    return tw_op_layernorm(m->be, y, x, w->ref, b->ref, rows, m->hp.n_embd, m->hp.norm_eps);
+}
+
+static tw_status matmul(const tw_model *m, tw_ref y, tw_ref x, const tw_weight *w,
+                        const tw_weight *bias, int64_t rows) {
+    return tw_op_matmul(m->be, y, x, w->ref, w->type, bias ? bias->ref : tw_ref_none(), rows,
+                        w->ne0, w->ne1);
+}
+
+/* Host-side description of one chunk: tokens [start, start + n) of the batch. */
+typedef struct {
+    int32_t start, n;    /* first batch index, tokens */
+    const int32_t *pos;  /* (n) positions */
+    const int32_t *slot; /* (n) cache slots */
+    int32_t *tok_row;    /* (n) row of the block table for each token */
+    int32_t *want;       /* (n_want) chunk indices of the tokens whose logits are wanted */
+    int32_t n_want;
+    int32_t n_rows, max_blocks; /* block table shape */
+} chunk;
+
+/* Builds and uploads the chunk's indices and block table. row_of_seq (max_seqs, all -1) and
+ * row_seq (n) are host scratch; row_of_seq is all -1 again on return. */
+static tw_status chunk_upload(tw_model *m, const tw_kv_cache *kv, const tw_batch *b, chunk *c,
+                              int32_t *row_of_seq, int32_t *row_seq) {
+    c->n_rows = 0;
+    c->max_blocks = 1;
+    for (int32_t i = 0; i < c->n; i++) {
+        int32_t s = b->seq[c->start + i];
+        if (row_of_seq[s] < 0) {
+            row_of_seq[s] = c->n_rows;
+            row_seq[c->n_rows++] = s;
+            if (kv->seqs[s].n_pages > c->max_blocks) c->max_blocks = kv->seqs[s].n_pages;
+        }
+        c->tok_row[i] = row_of_seq[s];
+    }
+    size_t n_bt = (size_t)c->n_rows * (size_t)c->max_blocks;
+    int32_t *bt = tw_calloc(n_bt, sizeof *bt); /* rows shorter than max_blocks pad with page 0 */
+    if (!bt) return tw_error(TW_ERR_NOMEM, "forward: out of memory for the block table");
+    for (int32_t r = 0; r < c->n_rows; r++) {
+        const kv_seq *s = &kv->seqs[row_seq[r]];
+        memcpy(bt + (size_t)r * (size_t)c->max_blocks, s->pages, (size_t)s->n_pages * sizeof *bt);
+        row_of_seq[row_seq[r]] = -1;
+    }
+    tw_status st = TW_OK;
+    size_t bt_bytes = n_bt * sizeof *bt;
+    if (bt_bytes > m->bt_bytes) {
+        tw_buffer_free(m->bt);
+        m->bt = NULL;
+        m->bt_bytes = 0;
+        size_t cap = bt_bytes < 4096 ? 4096 : bt_bytes * 2;
+        st = tw_buffer_alloc(m->be, cap, &m->bt);
+        if (st == TW_OK) m->bt_bytes = cap;
+    }
+    if (st == TW_OK) st = tw_buffer_upload(m->bt, 0, bt, bt_bytes);
+    tw_free(bt);
+    const size_t n4 = (size_t)c->n * sizeof(int32_t);
+    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_IDS], b->token + c->start, n4);
+    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_POS], c->pos, n4);
+    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_SLOT], c->slot, n4);
+    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_SEQ], c->tok_row, n4);
+    if (st == TW_OK && c->n_want)
+        st = tw_buffer_upload(m->act, m->act_off[TW_A_WANT], c->want,
+                              (size_t)c->n_want * sizeof(int32_t));
+    return st;
+}
+
+/* One transformer block over the chunk's tokens (X in place). */
+static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk *c, int32_t l) {
+    const tw_model_hparams *hp = &m->hp;
+    tw_backend *be = m->be;
+    const int64_t n = c->n, d = hp->n_embd;
+    tw_ref X = act(m, TW_A_X), H = act(m, TW_A_H), Q = act(m, TW_A_Q), K = act(m, TW_A_K);
+    tw_ref V = act(m, TW_A_V), ATT = act(m, TW_A_ATT), G = act(m, TW_A_G), U = act(m, TW_A_U);
+    tw_ref POS = act(m, TW_A_POS);
+#define W(role) tw_layer_w(m, l, role)
+    TRY(norm(m, H, X, W(TW_W_ATTN_NORM), W(TW_W_ATTN_NORM_B), n));
+    TRY(matmul(m, Q, H, W(TW_W_Q), W(TW_W_Q_B), n));
+    TRY(matmul(m, K, H, W(TW_W_K), W(TW_W_K_B), n));
+    TRY(matmul(m, V, H, W(TW_W_V), W(TW_W_V_B), n));
+    if (!m->arch->learned_pos) {
+        tw_ref ff = m->g[TW_W_ROPE_FREQS].ref;
+        TRY(tw_op_rope(be, Q, Q, POS, n, hp->n_head, hp->head_dim, hp->rope_dim, m->rope_mode,
+                       hp->rope_theta, hp->rope_freq_scale, ff));
+        TRY(tw_op_rope(be, K, K, POS, n, hp->n_kv_head, hp->head_dim, hp->rope_dim, m->rope_mode,
+                       hp->rope_theta, hp->rope_freq_scale, ff));
+    }
+    const int64_t n_slots = (int64_t)kv->n_pages * kv->page_size;
+    tw_ref kc = kv_cache_k(kv, l), vc = kv_cache_v(kv, l);
+    TRY(tw_op_kv_write(be, kc, vc, kv->type, n_slots, K, V, act(m, TW_A_SLOT), n, hp->n_kv_head,
+                       hp->head_dim));
+    TRY(tw_op_attention(be, ATT, Q, kc, vc, kv->type, n_slots, tw_ref_at(m->bt, 0), c->n_rows,
+                        c->max_blocks, kv->page_size, act(m, TW_A_SEQ), POS, n, hp->n_head,
+                        hp->n_kv_head, hp->head_dim, 1.0f / sqrtf((float)hp->head_dim)));
+    TRY(matmul(m, H, ATT, W(TW_W_O), W(TW_W_O_B), n));
+    TRY(tw_op_add(be, X, X, H, n * d));
+    TRY(norm(m, H, X, W(TW_W_FFN_NORM), W(TW_W_FFN_NORM_B), n));
+    if (m->arch->ffn == TW_FFN_SWIGLU) {
+        TRY(matmul(m, G, H, W(TW_W_GATE), NULL, n));
+        TRY(matmul(m, U, H, W(TW_W_UP), W(TW_W_UP_B), n));
+        TRY(tw_op_swiglu(be, G, G, U, n, hp->n_ff));
+    } else {
+        TRY(matmul(m, G, H, W(TW_W_UP), W(TW_W_UP_B), n));
+        TRY(tw_op_gelu(be, G, G, n * hp->n_ff, TW_GELU_TANH));
+    }
+    TRY(matmul(m, H, G, W(TW_W_DOWN), W(TW_W_DOWN_B), n));
+    TRY(tw_op_add(be, X, X, H, n * d));
+#undef W
+    return TW_OK;
+}
+
+/* The whole chunk: embeddings, blocks, and the logits of its wanted rows into logits
+ * (n_want, n_vocab) host memory (or left on the backend when logits is NULL). */
+static tw_status chunk_run(tw_model *m, const tw_kv_cache *kv, const chunk *c, float *logits) {
+    const tw_model_hparams *hp = &m->hp;
+    tw_backend *be = m->be;
+    const int64_t n = c->n, d = hp->n_embd;
+    tw_ref X = act(m, TW_A_X), H = act(m, TW_A_H);
+    const tw_weight *te = &m->g[TW_W_TOK_EMBD];
+    TRY(tw_op_get_rows(be, X, te->ref, te->type, te->ne1, act(m, TW_A_IDS), n, d));
+    if (m->arch->learned_pos) {
+        const tw_weight *pe = &m->g[TW_W_POS_EMBD];
+        TRY(tw_op_get_rows(be, H, pe->ref, pe->type, pe->ne1, act(m, TW_A_POS), n, d));
+        TRY(tw_op_add(be, X, X, H, n * d));
+    }
+    for (int32_t l = 0; l < hp->n_layer; l++) TRY(block_run(m, kv, c, l));
+    m->logit_rows = 0;
+    if (c->n_want == 0) return TW_OK;
+    tw_ref XO = act(m, TW_A_XO), XN = act(m, TW_A_XN), LOG = act(m, TW_A_LOG);
+    TRY(tw_op_get_rows(be, XO, X, TW_DTYPE_F32, n, act(m, TW_A_WANT), c->n_want, d));
+    TRY(norm(m, XN, XO, &m->g[TW_W_OUT_NORM], &m->g[TW_W_OUT_NORM_B], c->n_want));
+    TRY(matmul(m, LOG, XN, &m->g[TW_W_OUTPUT], NULL, c->n_want));
+    m->logit_rows = c->n_want;
+    if (logits)
+        TRY(tw_buffer_download(m->act, m->act_off[TW_A_LOG], logits,
+                               (size_t)c->n_want * (size_t)hp->n_vocab * sizeof(float)));
+    return TW_OK;
+}
+
+tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, float *logits) {
+    if (!m || !kv || !b) return tw_error(TW_ERR_ARG, "forward: model, cache and batch are required");
+    if (kv->be != m->be || kv->n_layer != m->hp.n_layer || kv->n_kv_head != m->hp.n_kv_head ||
+        kv->head_dim != m->hp.head_dim)
+        return tw_error(TW_ERR_ARG, "forward: the KV cache was not made for this model");
+    m->logit_rows = 0;
+    if (b->n < 0) return tw_error(TW_ERR_ARG, "forward: batch size %d", (int)b->n);
+    if (b->n == 0) return TW_OK;
+    if (!b->token || !b->seq) return tw_error(TW_ERR_ARG, "forward: batch token and seq arrays are required");
+    const int32_t n = b->n, ms = kv->max_seqs;
+    /* host scratch: pos, slot, tok_row, want, row_seq, gathered tokens (n each); old_len,
+     * next_pos, row_of_seq (max_seqs each); order (min(n, max_seqs)). */
+    int32_t *scratch = tw_malloc(((size_t)n * 7 + (size_t)ms * 3) * sizeof(int32_t));
+    if (!scratch) return tw_error(TW_ERR_NOMEM, "forward: out of memory for a batch of %d", (int)n);
+    int32_t *pos = scratch, *slot = pos + n, *tok_row = slot + n, *want = tok_row + n;
+    int32_t *row_seq = want + n, *toks = row_seq + n, *order = toks + n;
+    int32_t *old_len = order + n, *next_pos = old_len + ms, *row_of_seq = next_pos + ms;
+    for (int32_t s = 0; s < ms; s++) old_len[s] = row_of_seq[s] = -1;
+    int32_t n_order = 0, n_touched = 0;
+    tw_status st = TW_OK;
+
+    /* Check the whole batch before anything changes. */
+    for (int32_t i = 0; i < n && st == TW_OK; i++) {
+        int32_t s = b->seq[i], t = b->token[i];
+        if (!kv_seq_live(kv, s)) {
+            st = tw_error(TW_ERR_ARG, "forward: batch[%d]: sequence %d is not live", (int)i, (int)s);
+            break;
+        }
+        if (t < 0 || t >= m->hp.n_vocab) {
+            st = tw_error(TW_ERR_ARG, "forward: batch[%d]: token id %d is outside the vocabulary (%d)",
+                          (int)i, (int)t, (int)m->hp.n_vocab);
+            break;
+        }
+        if (old_len[s] < 0) {
+            old_len[s] = next_pos[s] = kv->seqs[s].len;
+            order[n_order++] = s;
+        }
+        int32_t p = next_pos[s]++;
+        if (b->pos && b->pos[i] != p) {
+            st = tw_error(TW_ERR_ARG,
+                          "forward: batch[%d]: position %d does not extend sequence %d (expected %d)",
+                          (int)i, (int)b->pos[i], (int)s, (int)p);
+            break;
+        }
+        if (p >= kv->n_ctx) {
+            st = tw_error(TW_ERR_ARG, "forward: batch[%d]: position %d is past the context of %d",
+                          (int)i, (int)p, (int)kv->n_ctx);
+            break;
+        }
+        if (m->arch->learned_pos && p >= m->hp.n_ctx_train) {
+            st = tw_error(TW_ERR_ARG,
+                          "forward: batch[%d]: position %d is past the model's %d learned positions",
+                          (int)i, (int)p, (int)m->hp.n_ctx_train);
+            break;
+        }
+        pos[i] = p;
+    }
+    /* Reserve the pages of every sequence (nothing written yet: a full cache changes nothing). */
+    for (int32_t k = 0; k < n_order && st == TW_OK; k++) {
+        int32_t s = order[k], cnt = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (b->seq[i] == s) toks[cnt++] = b->token[i];
+        st = kv_seq_append(kv, s, toks, cnt);
+        if (st == TW_OK) n_touched = k + 1;
+    }
+    if (st == TW_OK) {
+        for (int32_t i = 0; i < n; i++) slot[i] = kv_seq_slot(kv, b->seq[i], pos[i]);
+        int32_t T = m->params.max_batch_tokens, R = m->params.max_logit_rows;
+        int64_t out_row = 0;
+        for (int32_t start = 0; start < n && st == TW_OK;) {
+            chunk c;
+            memset(&c, 0, sizeof c);
+            c.start = start;
+            c.pos = pos + start;
+            c.slot = slot + start;
+            c.tok_row = tok_row;
+            c.want = want;
+            int32_t end = start;
+            while (end < n && end - start < T) {
+                int w = batch_wants(b, end);
+                if (w && c.n_want == R) break;
+                if (w) want[c.n_want++] = end - start;
+                end++;
+            }
+            c.n = end - start;
+            st = chunk_upload(m, kv, b, &c, row_of_seq, row_seq);
+            if (st == TW_OK)
+                st = chunk_run(m, kv, &c,
+                               logits ? logits + out_row * (int64_t)m->hp.n_vocab : NULL);
+            out_row += c.n_want;
+            start = end;
+        }
+    }
+    if (st == TW_OK) {
+        for (int32_t k = 0; k < n_order; k++) kv_seq_publish(kv, order[k]);
+    } else {
+        /* Undo: every sequence back to its length before the call (pages released). */
+        tw_status keep = tw_errcode();
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tw_errmsg());
+        for (int32_t k = 0; k < n_touched; k++) tw_kv_seq_truncate(kv, order[k], old_len[order[k]]);
+        tw_error(keep, "%s", msg);
+        m->logit_rows = 0;
+    }
+    tw_free(scratch);
+    return st;
+}
