@@ -272,15 +272,15 @@ tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, floa
                           (int)i, (int)b->pos[i], (int)s, (int)p);
             break;
         }
-        if (p >= kv->n_ctx) {
-            st = tw_error(TW_ERR_ARG, "forward: batch[%d]: position %d is past the context of %d",
-                          (int)i, (int)p, (int)kv->n_ctx);
-            break;
-        }
         if (m->arch->learned_pos && p >= m->hp.n_ctx_train) {
             st = tw_error(TW_ERR_ARG,
                           "forward: batch[%d]: position %d is past the model's %d learned positions",
                           (int)i, (int)p, (int)m->hp.n_ctx_train);
+            break;
+        }
+        if (p >= kv->n_ctx) {
+            st = tw_error(TW_ERR_ARG, "forward: batch[%d]: position %d is past the context of %d",
+                          (int)i, (int)p, (int)kv->n_ctx);
             break;
         }
         pos[i] = p;
