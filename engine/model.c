@@ -480,7 +480,20 @@ static tw_status load_gguf_meta(tw_model *m) {
         if (scale_linear > 0) hp->rope_freq_scale = 1.0f / scale_linear;
         m->rope_mode = m->arch->rope_gguf;
     }
-    if (hp->n_vocab == 0) { /* older files: the embedding's rows */
+    if (hp->n_vocab == 0) { /* most files: the tokenizer's size, as llama.cpp takes it */
+        const gguf_value *tv = gguf_find(m->gguf, "tokenizer.ggml.tokens");
+        const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+        if (tv && tv->type == GGUF_TYPE_ARRAY && tv->v.arr.count <= INT32_MAX) {
+            hp->n_vocab = (int32_t)tv->v.arr.count;
+            if (te && te->n_dims == 2 && te->ne[0] == hp->n_embd && te->ne[1] != hp->n_vocab) {
+                st = tw_error(TW_ERR_FORMAT,
+                              "%s: vocabulary mismatch: the tokenizer has %d tokens, token_embd.weight %lld rows",
+                              m->path, (int)hp->n_vocab, (long long)te->ne[1]);
+                goto done;
+            }
+        }
+    }
+    if (hp->n_vocab == 0) { /* no tokenizer in the file: the embedding's rows */
         const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
         if (te && te->n_dims == 2 && te->ne[1] <= INT32_MAX) hp->n_vocab = (int32_t)te->ne[1];
     }

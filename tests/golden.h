@@ -22,7 +22,7 @@ typedef struct {
 } golden;
 
 /* Loads dir/json_name and the .bin it names. 0 on success; 1 (message printed) otherwise. */
-static int golden_load(golden *g, const char *dir, const char *json_name) {
+static inline int golden_load(golden *g, const char *dir, const char *json_name) {
     memset(g, 0, sizeof *g);
     tw_sb path;
     tw_sb_init(&path);
@@ -60,14 +60,14 @@ static int golden_load(golden *g, const char *dir, const char *json_name) {
     return 0;
 }
 
-static void golden_free(golden *g) {
+static inline void golden_free(golden *g) {
     tw_json_free(g->doc);
     tw_free(g->bin);
     memset(g, 0, sizeof *g);
 }
 
 /* The f32 block that a {"offset", "rows", "cols"} object names; NULL when out of range. */
-static const float *golden_block(const golden *g, const tw_json *blk, int64_t *rows, int64_t *cols) {
+static inline const float *golden_block(const golden *g, const tw_json *blk, int64_t *rows, int64_t *cols) {
     double off = tw_json_get_num(blk, "offset", -1);
     *rows = (int64_t)tw_json_get_num(blk, "rows", -1);
     *cols = (int64_t)tw_json_get_num(blk, "cols", -1);
@@ -78,7 +78,7 @@ static const float *golden_block(const golden *g, const tw_json *blk, int64_t *r
 }
 
 /* An array of integers as int32 (tw_malloc'd, *n entries); NULL when not an array. */
-static int32_t *golden_ints(const tw_json *arr, int32_t *n) {
+static inline int32_t *golden_ints(const tw_json *arr, int32_t *n) {
     *n = 0;
     if (!tw_json_is_array(arr)) return NULL;
     int32_t *v = tw_malloc((tw_json_size(arr) + 1) * sizeof *v);
@@ -88,7 +88,7 @@ static int32_t *golden_ints(const tw_json *arr, int32_t *n) {
 }
 
 /* Largest |a - b| over n values, and the first index where the argmax differs. */
-static double max_abs_diff(const float *a, const float *b, int64_t n) {
+static inline double max_abs_diff(const float *a, const float *b, int64_t n) {
     double d = 0;
     for (int64_t i = 0; i < n; i++) {
         double e = fabs((double)a[i] - (double)b[i]);
@@ -97,7 +97,7 @@ static double max_abs_diff(const float *a, const float *b, int64_t n) {
     return d;
 }
 
-static int32_t argmax_f(const float *x, int64_t n) {
+static inline int32_t argmax_f(const float *x, int64_t n) {
     int32_t best = 0;
     for (int64_t i = 1; i < n; i++)
         if (x[i] > x[best]) best = (int32_t)i;
@@ -105,7 +105,7 @@ static int32_t argmax_f(const float *x, int64_t n) {
 }
 
 /* The k best ids of x, best first (ties: lower id first). out holds k. */
-static void topk_ids(const float *x, int64_t n, int k, int32_t *out) {
+static inline void topk_ids(const float *x, int64_t n, int k, int32_t *out) {
     for (int j = 0; j < k; j++) {
         int32_t best = -1;
         for (int64_t i = 0; i < n; i++) {
@@ -121,7 +121,7 @@ static void topk_ids(const float *x, int64_t n, int k, int32_t *out) {
 /* Runs tokens[0..n) as one new sequence of kv; writes the logits of every position
  * (want_all) or of the last one only into logits. Returns the status; *seq_out the sequence
  * (left live for continuing, or -1 on failure). */
-static tw_status run_prompt(tw_model *m, tw_kv_cache *kv, const int32_t *tokens, int32_t n,
+static inline tw_status run_prompt(tw_model *m, tw_kv_cache *kv, const int32_t *tokens, int32_t n,
                             int want_all, float *logits, int32_t *seq_out) {
     int32_t seq = -1;
     *seq_out = -1;
@@ -152,7 +152,7 @@ static tw_status run_prompt(tw_model *m, tw_kv_cache *kv, const int32_t *tokens,
 
 /* Greedy continuation of sequence seq (whose last logits are in logits, n_vocab floats):
  * n_new tokens into out, one forward of one token per step. */
-static tw_status greedy_continue(tw_model *m, tw_kv_cache *kv, int32_t seq, float *logits,
+static inline tw_status greedy_continue(tw_model *m, tw_kv_cache *kv, int32_t seq, float *logits,
                                  int32_t n_new, int32_t *out) {
     int32_t nv = tw_model_n_vocab(m);
     for (int32_t s = 0; s < n_new; s++) {
