@@ -48,8 +48,14 @@ char *cli_resolve_model(const char *cmd, const char *model);
 int cmd_model(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* twin bench infer (tools/cmd_bench_infer.c, dispatched by cmd_bench), and the machine line
+ * that every benchmark prints (cmd_bench.c). */
+int cmd_bench_infer(int argc, char **argv);
+void bench_print_machine(int threads_used);
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 

@@ -8,6 +8,8 @@ static const cli_command commands[] = {
     {"model", cmd_model, "fetch and list models (model fetch smollm2-135m|minilm-l6|all)"},
     {"gguf", cmd_gguf, "inspect a GGUF file (gguf info FILE)"},
     {"tokenize", cmd_tokenize, "tokenize stdin with a model's tokenizer"},
+    {"generate", cmd_generate, "generate text from a prompt (generate -m MODEL -p TEXT [--chat])"},
+    {"chat", cmd_chat, "chat with a model on standard input (chat -m MODEL)"},
     {"quantize", cmd_quantize, "convert a GGUF model's weights (quantize IN OUT f16|q8_0|q4_1|...)"},
     {"bench", cmd_bench, "benchmarks against reference implementations (bench tokenize)"},
     {"info", cmd_info, "the build: version, backends, threads"},
