@@ -96,6 +96,11 @@ tw_status tw_cpu_matmul(float *y, const float *x, const void *w, tw_dtype wt, co
 tw_status tw_cpu_matmul_variant(float *y, const float *x, const void *w, tw_dtype wt,
                                 const float *bias, int64_t m, int64_t k, int64_t n_out,
                                 int force_portable);
+/* The kernels behind it (matmul_q.c, matmul_f.c), same arguments; wt of their family. */
+tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                          int64_t m, int64_t k, int64_t n_out, int force_portable);
+tw_status tw_cpu_matmul_f(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                          int64_t m, int64_t k, int64_t n_out, int force_portable);
 
 /* LayerNorm.   y, x: (rows, n); w, b: (n) or NULL. */
 void tw_ref_layernorm_f32(float *y, const float *x, const float *w, const float *b, int64_t rows,

@@ -85,15 +85,17 @@ static tw_status matmul_generic(float *y, const float *x, const void *w, tw_dtyp
 tw_status tw_cpu_matmul_variant(float *y, const float *x, const void *w, tw_dtype wt,
                                 const float *bias, int64_t m, int64_t k, int64_t n_out,
                                 int force_portable) {
-    (void)force_portable;
-    return matmul_generic(y, x, w, wt, bias, m, k, n_out);
+    switch (wt) {
+    case TW_DTYPE_Q4_0:
+    case TW_DTYPE_Q4_1:
+    case TW_DTYPE_Q5_0:
+    case TW_DTYPE_Q5_1:
+    case TW_DTYPE_Q8_0: return tw_cpu_matmul_q(y, x, w, wt, bias, m, k, n_out, force_portable);
+    default: return matmul_generic(y, x, w, wt, bias, m, k, n_out);
+    }
 }
 
 tw_status tw_cpu_matmul(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
                         int64_t m, int64_t k, int64_t n_out) {
     return tw_cpu_matmul_variant(y, x, w, wt, bias, m, k, n_out, 0);
-}
-
-void tw_cpu_quantize_q8a(const float *x, tw_q8a_block *y, int64_t k) {
-    tw_cpu_quantize_q8a_portable(x, y, k);
 }

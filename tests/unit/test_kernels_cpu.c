@@ -550,8 +550,32 @@ static void diff_matmul_case(tw_backend *be, tw_dtype t, int64_t m, int64_t k, i
     tw_free(x), tw_free(bias), tw_free(w), tw_free(ref), tw_free(dense), tw_free(y), tw_free(mag);
 }
 
+/* The Q8_0/Q8_1 activation quantizer: the AVX2 variant is bit-identical to the portable one
+ * (which test_reference_values_infer checks by hand), on random rows and on rows full of
+ * exact ties (x * 127/amax = n + 0.5), where round-half-even matters. */
+static void diff_quantize_q8a(int avx2) {
+    if (!avx2) return;
+    int64_t k = 32 * 37;
+    float *x = kin_floats(k);
+    tw_q8a_block *a = tw_malloc((size_t)(k / 32) * sizeof *a), *b = tw_malloc((size_t)(k / 32) * sizeof *b);
+    TW_ASSERT(a && b);
+    for (int rep = 0; rep < 2; rep++) {
+        if (rep == 0)
+            fill(x, k, 1.0f);
+        else
+            for (int64_t j = 0; j < k; j++) x[j] = j % 32 == 0 ? 127.0f : (float)((int64_t)(kin_next(&rng) % 200) - 100) + 0.5f;
+        memset(a, 0, (size_t)(k / 32) * sizeof *a);
+        memset(b, 0, (size_t)(k / 32) * sizeof *b);
+        tw_cpu_quantize_q8a_portable(x, a, k);
+        tw_cpu_quantize_q8a_avx2(x, b, k);
+        CHECK(memcmp(a, b, (size_t)(k / 32) * sizeof *a) == 0);
+    }
+    tw_free(x), tw_free(a), tw_free(b);
+}
+
 static void diff_matmul(tw_backend *be, int avx2) {
     worst_ratio = 0;
+    diff_quantize_q8a(avx2);
     /* Odd m and n_out (tails of every tile), k of 1, 3, 18 and 48 blocks of 32; K-quants: 1
      * and 3 blocks of 256. The float types also take a k that is no multiple of 8. */
     static const int64_t shapes32[][3] = {{1, 32, 1},  {3, 96, 7},   {5, 576, 19},

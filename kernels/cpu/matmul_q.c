@@ -1,0 +1,370 @@
+/* matmul_q.c: TW_OP_MATMUL for the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) with
+ * activations quantized to Q8_0/Q8_1 blocks (tw_q8a_block): the integer dot product of each
+ * pair of blocks is exact, scaled by dw * dx in fp32 and accumulated in fp32.
+ *
+ * Tiles: a tile computes MR rows of x against NR rows of W (MR, NR <= 4), decoding each
+ * weight block once for the MR rows (prefill and batches read the weights once per MR rows,
+ * not once per row) and keeping MR * NR independent accumulators (decode, MR = 1, still has
+ * NR chains in flight). Every output (i, o) is computed by the same sequence of operations
+ * whatever the tile (one accumulator, blocks in order, one fixed horizontal sum, then the
+ * min term and the bias), so a row of x gives bit-identical outputs alone or in a batch, and
+ * with any thread count.
+ *
+ * AVX2: a weight block is decoded to 32 bytes (unsigned nibbles for Q4_1/Q5_1, signed values
+ * for Q4_0/Q5_0/Q8_0); unsigned x signed byte products go through maddubs (pairs to int16:
+ * at most 2 * 31 * 127, no saturation), signed ones through the sign trick (|w| times
+ * x * sign(w); |w| <= 128, 2 * 128 * 127 < 2^15), then madd with ones (int32 lanes of 4
+ * products), a conversion to fp32 (exact below 2^24) and one fma with dw * dx.
+ * Portable C: the same per-block integer sums, accumulated in one fp32 scalar. */
+#include "cpu_kernels.h"
+
+#include <omp.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TW_X86 1
+#endif
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Block layouts (quant.h, ggml's): bytes per block, and where the quants start. */
+static int q_has_min(tw_dtype t) { return t == TW_DTYPE_Q4_1 || t == TW_DTYPE_Q5_1; }
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return tw_f16_to_f32(h);
+}
+
+/* The 32 quants of a block as signed integers (Q4_1/Q5_1: 0..31 without the min). */
+static void decode_portable(tw_dtype t, const uint8_t *b, int8_t *q) {
+    uint32_t qh = 0;
+    switch (t) {
+    case TW_DTYPE_Q8_0: memcpy(q, b + 2, 32); return;
+    case TW_DTYPE_Q4_0:
+    case TW_DTYPE_Q4_1: {
+        const uint8_t *qs = b + (t == TW_DTYPE_Q4_0 ? 2 : 4);
+        int off = t == TW_DTYPE_Q4_0 ? 8 : 0;
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)((qs[j] & 0xF) - off);
+            q[j + 16] = (int8_t)((qs[j] >> 4) - off);
+        }
+        return;
+    }
+    case TW_DTYPE_Q5_0:
+    case TW_DTYPE_Q5_1: {
+        int o = t == TW_DTYPE_Q5_0 ? 2 : 4, off = t == TW_DTYPE_Q5_0 ? 16 : 0;
+        memcpy(&qh, b + o, 4);
+        const uint8_t *qs = b + o + 4;
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(((qs[j] & 0xF) | (int)((qh >> j) & 1u) << 4) - off);
+            q[j + 16] = (int8_t)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1u) << 4) - off);
+        }
+        return;
+    }
+    default: TW_ASSERT(!"matmul_q: not a 32-block type");
+    }
+}
+
+/* Sum over blocks of min * s for output (x row xr, weight row wr): the Q8_1 min term. */
+static inline float min_term(const uint8_t *wr, size_t bb, const tw_q8a_block *xr, int64_t nb) {
+    float s = 0;
+    for (int64_t b = 0; b < nb; b++) s += f16_at(wr + (size_t)b * bb + 2) * xr[b].s;
+    return s;
+}
+
+/* One tile, portable: y[r * ldy + c] for r < mr, c < nr. xa: mr rows of nb blocks (stride
+ * nb); w: nr rows of rb bytes. */
+static void tile_portable(tw_dtype t, int mr, int nr, float *y, int64_t ldy,
+                          const tw_q8a_block *xa, const uint8_t *w, size_t rb, size_t bb,
+                          int64_t nb, const float *bias) {
+    float acc[4][4] = {{0}};
+    int8_t wq[4][32];
+    for (int64_t b = 0; b < nb; b++) {
+        float dw[4];
+        for (int c = 0; c < nr; c++) {
+            const uint8_t *blk = w + (size_t)c * rb + (size_t)b * bb;
+            decode_portable(t, blk, wq[c]);
+            dw[c] = f16_at(blk);
+        }
+        for (int r = 0; r < mr; r++) {
+            const tw_q8a_block *xb = xa + r * nb + b;
+            for (int c = 0; c < nr; c++) {
+                int sumi = 0;
+                for (int j = 0; j < 32; j++) sumi += wq[c][j] * xb->qs[j];
+                acc[r][c] += dw[c] * xb->d * (float)sumi;
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) {
+            float v = acc[r][c];
+            if (q_has_min(t)) v += min_term(w + (size_t)c * rb, bb, xa + r * nb, nb);
+            y[r * ldy + c] = v + (bias ? bias[c] : 0.0f);
+        }
+}
+
+#ifdef TW_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* 16 bytes of nibble pairs -> 32 bytes: the low nibbles, then the high ones (quant order). */
+AVX2 INLINE __m256i nibbles(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, byte j = 0x10 when bit j is set: the fifth bit of Q5 quants. Each
+ * byte first gets the byte of the word holding its bit (shuffle), then all other bits are
+ * set (or) so that the byte is all ones exactly when its bit was. */
+AVX2 INLINE __m256i fifth_bits(const uint8_t *p) {
+    uint32_t h;
+    memcpy(&h, p, 4);
+    const __m256i pick = _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL,
+                                            0x0202020202020202LL, 0x0303030303030303LL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), pick);
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7FBFDFEFF7FBFDFELL));
+    v = _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1LL));
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* The 32 quants of a block: unsigned for Q4_1/Q5_1, signed for the others. */
+AVX2 INLINE __m256i decode_avx2(tw_dtype t, const uint8_t *b) {
+    switch (t) {
+    case TW_DTYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case TW_DTYPE_Q4_0: return _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
+    case TW_DTYPE_Q4_1: return nibbles(b + 4);
+    case TW_DTYPE_Q5_0:
+        return _mm256_sub_epi8(_mm256_or_si256(nibbles(b + 6), fifth_bits(b + 2)),
+                               _mm256_set1_epi8(16));
+    default: /* TW_DTYPE_Q5_1 */ return _mm256_or_si256(nibbles(b + 8), fifth_bits(b + 4));
+    }
+}
+
+/* The fixed horizontal sum of 8 lanes: (lo + hi), then pairs, then the last two. */
+AVX2 INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* The min term of one output, sum_b mw_b * s_b, in a fixed order (8 lanes over blocks, the
+ * fixed horizontal sum, then the tail in order). mw: the weight row's mins as fp32, s: the
+ * x row's Q8_1 sums, both (nb). */
+AVX2 INLINE float min_dot(const float *mw, const float *s, int64_t nb) {
+    __m256 a = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(mw + b), _mm256_loadu_ps(s + b), a);
+    float v = hsum8(a);
+    for (; b < nb; b++) v += mw[b] * s[b];
+    return v;
+}
+
+/* One tile with compile-time MR, NR (always inlined into the instances below). xs: the Q8_1
+ * sums of the MR rows (stride nb); mwbuf: room for NR * nb floats (types with a min). */
+AVX2 INLINE void tile_avx2(tw_dtype t, const int MR, const int NR, float *y, int64_t ldy,
+                           const tw_q8a_block *xa, const float *xs, const uint8_t *w, size_t rb,
+                           size_t bb, int64_t nb, const float *bias, float *mwbuf) {
+    const int sgn = !q_has_min(t);
+    __m256 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wq[4], wa[4];
+        __m256 dw[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NR; c++) {
+            const uint8_t *blk = w + (size_t)c * rb + (size_t)b * bb;
+            wq[c] = decode_avx2(t, blk);
+            wa[c] = sgn ? _mm256_sign_epi8(wq[c], wq[c]) : wq[c];
+            uint16_t h;
+            memcpy(&h, blk, 2);
+            dw[c] = _mm256_set1_ps(_cvtsh_ss(h));
+            if (!sgn) {
+                memcpy(&h, blk + 2, 2);
+                mwbuf[c * nb + b] = _cvtsh_ss(h);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            const tw_q8a_block *xb = xa + r * nb + b;
+            __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
+            __m256 dx = _mm256_broadcast_ss(&xb->d);
+#pragma GCC unroll 4
+            for (int c = 0; c < NR; c++) {
+                __m256i p16 = _mm256_maddubs_epi16(wa[c], sgn ? _mm256_sign_epi8(xq, wq[c]) : xq);
+                __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                acc[r][c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw[c], dx), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NR; c++) {
+            float v = hsum8(acc[r][c]);
+            if (!sgn) v += min_dot(mwbuf + c * nb, xs + r * nb, nb);
+            y[r * ldy + c] = v + (bias ? bias[c] : 0.0f);
+        }
+}
+
+/* Instances: one function per type with a switch over the tile shape, so that each shape is
+ * compiled with constant trip counts (acc[][] in registers). */
+#define TILE_SHAPES(T)                                                                        \
+    switch (mr * 8 + nr) {                                                                    \
+    case 1 * 8 + 1: tile_avx2(T, 1, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 1 * 8 + 2: tile_avx2(T, 1, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 1 * 8 + 4: tile_avx2(T, 1, 4, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 2 * 8 + 1: tile_avx2(T, 2, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 2 * 8 + 2: tile_avx2(T, 2, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 3 * 8 + 1: tile_avx2(T, 3, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 3 * 8 + 2: tile_avx2(T, 3, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 4 * 8 + 1: tile_avx2(T, 4, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    case 4 * 8 + 2: tile_avx2(T, 4, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
+    default: TW_ASSERT(!"matmul_q: no such tile");                                            \
+    }
+
+#define TILE_FN(name, T)                                                                      \
+    AVX2 static void name(int mr, int nr, float *y, int64_t ldy, const tw_q8a_block *xa,      \
+                          const float *xs, const uint8_t *w, size_t rb, size_t bb, int64_t nb, \
+                          const float *bias, float *mwbuf) {                                  \
+        TILE_SHAPES(T)                                                                        \
+    }
+TILE_FN(tiles_q4_0, TW_DTYPE_Q4_0)
+TILE_FN(tiles_q4_1, TW_DTYPE_Q4_1)
+TILE_FN(tiles_q5_0, TW_DTYPE_Q5_0)
+TILE_FN(tiles_q5_1, TW_DTYPE_Q5_1)
+TILE_FN(tiles_q8_0, TW_DTYPE_Q8_0)
+
+typedef void (*tiles_fn)(int mr, int nr, float *y, int64_t ldy, const tw_q8a_block *xa,
+                         const float *xs, const uint8_t *w, size_t rb, size_t bb, int64_t nb,
+                         const float *bias, float *mwbuf);
+
+static tiles_fn tiles_for(tw_dtype t) {
+    switch (t) {
+    case TW_DTYPE_Q4_0: return tiles_q4_0;
+    case TW_DTYPE_Q4_1: return tiles_q4_1;
+    case TW_DTYPE_Q5_0: return tiles_q5_0;
+    case TW_DTYPE_Q5_1: return tiles_q5_1;
+    default: return tiles_q8_0;
+    }
+}
+
+/* Q8_0/Q8_1 activation blocks with AVX2, bit-identical to the portable quantizer: the same
+ * amax, the same fp32 id = 127/amax, the same products and round-to-nearest-even, and an
+ * exact integer sum. */
+AVX2 void tw_cpu_quantize_q8a_avx2(const float *x, tw_q8a_block *y, int64_t k) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < k / TW_QK8; b++, x += TW_QK8) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], vid),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        int sum = _mm_cvtsi128_si32(s4);
+        /* int32 -> int8 in element order: packs interleave the 128-bit halves, the permute
+         * puts them back. */
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[b].qs, p);
+        y[b].d = _cvtsh_ss(_cvtss_sh(d, 0));
+        y[b].s = _cvtsh_ss(_cvtss_sh(d * (float)sum, 0));
+    }
+}
+#else
+void tw_cpu_quantize_q8a_avx2(const float *x, tw_q8a_block *y, int64_t k) {
+    tw_cpu_quantize_q8a_portable(x, y, k);
+}
+#endif
+
+void tw_cpu_quantize_q8a(const float *x, tw_q8a_block *y, int64_t k) {
+#ifdef TW_X86
+    if (tw_cpu_has_avx2_fma()) {
+        tw_cpu_quantize_q8a_avx2(x, y, k);
+        return;
+    }
+#endif
+    tw_cpu_quantize_q8a_portable(x, y, k);
+}
+
+/* Output rows per OpenMP work item: a multiple of every NR, small enough to balance two to
+ * sixteen threads on the smallest matrices (192 rows). */
+#define O_CHUNK 16
+
+tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, const float *bias,
+                          int64_t m, int64_t k, int64_t n_out, int force_portable) {
+    int64_t nb = k / TW_QK8;
+    size_t rb = tw_dtype_row_bytes(t, k), bb = tw_dtype_type_size(t);
+    int nt = tw_threads_get();
+    /* Scratch: the activation blocks (m, k/32), their Q8_1 sums contiguous (m, k/32), and per
+     * thread the mins of 4 weight rows (4, k/32). */
+    tw_q8a_block *xa = tw_malloc((size_t)(m * nb) * sizeof *xa);
+    float *xs = tw_malloc((size_t)(m * nb) * sizeof(float));
+    float *mwb = tw_malloc((size_t)nt * 4 * (size_t)nb * sizeof(float));
+    if (!xa || !xs || !mwb) {
+        tw_free(xa), tw_free(xs), tw_free(mwb);
+        return tw_error_wrap("matmul: activation blocks for %lld x %lld", (long long)m,
+                             (long long)k);
+    }
+    int avx2 = 0;
+#ifdef TW_X86
+    avx2 = !force_portable && tw_cpu_has_avx2_fma();
+    tiles_fn tiles = tiles_for(t);
+#endif
+    /* Quantize the rows of x (in parallel when there are many). */
+#pragma omp parallel for schedule(static) num_threads(nt) if (m >= 16)
+    for (int64_t i = 0; i < m; i++) {
+        if (avx2)
+            tw_cpu_quantize_q8a_avx2(x + i * k, xa + i * nb, k);
+        else
+            tw_cpu_quantize_q8a_portable(x + i * k, xa + i * nb, k);
+        for (int64_t b = 0; b < nb; b++) xs[i * nb + b] = xa[i * nb + b].s;
+    }
+    const int MR = m == 1 ? 1 : 4, NR = m == 1 ? 4 : 2;
+    int64_t nchunks = (n_out + O_CHUNK - 1) / O_CHUNK;
+    const uint8_t *wb = w;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nchunks > 1 && m * n_out * k >= 65536)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+        int64_t o0 = ch * O_CHUNK, o1 = o0 + O_CHUNK < n_out ? o0 + O_CHUNK : n_out;
+        float *mwbuf = mwb + (size_t)omp_get_thread_num() * 4 * (size_t)nb;
+        for (int64_t i = 0; i < m; i += MR) {
+            int mr = m - i < MR ? (int)(m - i) : MR;
+            for (int64_t o = o0; o < o1;) {
+                int nr = o1 - o >= NR ? NR : o1 - o >= 2 ? 2 : 1;
+                float *yt = y + i * n_out + o;
+                const uint8_t *wt = wb + (size_t)o * rb;
+                const float *bt = bias ? bias + o : NULL;
+#ifdef TW_X86
+                if (avx2)
+                    tiles(mr, nr, yt, n_out, xa + i * nb, xs + i * nb, wt, rb, bb, nb, bt, mwbuf);
+                else
+#endif
+                    tile_portable(t, mr, nr, yt, n_out, xa + i * nb, wt, rb, bb, nb, bt);
+                o += nr;
+            }
+        }
+    }
+    tw_free(xa), tw_free(xs), tw_free(mwb);
+    return TW_OK;
+}
