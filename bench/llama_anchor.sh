@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# llama_anchor.sh: builds llama.cpp's llama-bench and llama-quantize, the anchor of
-# `twin bench infer`, from the llama.cpp source that the llama-cpp-python sdist vendors (so the
+# llama_anchor.sh: builds llama.cpp's llama-bench, llama-batched-bench and llama-quantize, the
+# anchor of `twin bench infer` (and of test_quantize.sh), from the llama.cpp source that the llama-cpp-python sdist vendors (so the
 # anchor is the same llama.cpp the golden data of tests/data/llama/ come from). Nothing of
 # llama.cpp is kept in the repository: the sdist is fetched with pip and built in a cache folder.
 #
-# usage: bench/llama_anchor.sh            builds when needed; prints the folder holding
-#                                         llama-bench and llama-quantize as the last stdout line
+# usage: bench/llama_anchor.sh            builds when needed; prints the folder holding the
+#                                         three programs as the last stdout line
 #        bench/llama_anchor.sh --print    prints that folder if already built (exit 1 if not)
 #
 # Environment:
@@ -33,7 +33,7 @@ home="${TWIN_HOME:-./twin-data}"
 cache="$home/cache/llama.cpp-$version"
 bin="$cache/bin"
 
-built() { [[ -x "$bin/llama-bench" && -x "$bin/llama-quantize" ]]; }
+built() { [[ -x "$bin/llama-bench" && -x "$bin/llama-batched-bench" && -x "$bin/llama-quantize" ]]; }
 
 if [[ "${1:-}" == "--print" ]]; then
     built || { echo "llama_anchor: not built yet in $cache (run bench/llama_anchor.sh)" >&2; exit 1; }
@@ -79,9 +79,9 @@ nice -n 10 cmake -S "$src/vendor/llama.cpp" -B "$cache/build" \
     -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF "${extra[@]}" >&2
-nice -n 10 cmake --build "$cache/build" --target llama-bench llama-quantize -j "${JOBS:-2}" >&2
+nice -n 10 cmake --build "$cache/build" --target llama-bench llama-batched-bench llama-quantize -j "${JOBS:-2}" >&2
 mkdir -p "$bin"
-for t in llama-bench llama-quantize; do
+for t in llama-bench llama-batched-bench llama-quantize; do
     f="$(find "$cache/build" -type f -name "$t" -perm -u+x | head -n 1)"
     [[ -n "$f" ]] || { echo "llama_anchor: $t was not built" >&2; exit 1; }
     cp "$f" "$bin/$t.tmp"

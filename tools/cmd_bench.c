@@ -14,7 +14,7 @@
 
 /* ---- the machine ------------------------------------------------------------------------- */
 
-static void print_machine(int threads_used) {
+void bench_print_machine(int threads_used) {
     char model[256] = "unknown CPU";
     FILE *fp = fopen("/proc/cpuinfo", "r");
     if (fp) {
@@ -416,7 +416,7 @@ static int bench_tokenize(int argc, char **argv) {
         tw_tokenizer_free(t);
         tw_free(path);
     }
-    print_machine(1);
+    bench_print_machine(1);
     if (tmp_path[0]) unlink(tmp_path);
     tw_free(doc_off);
     tw_free(doc_len);
@@ -432,6 +432,7 @@ static const struct {
     cli_fn fn;
 } benches[] = {
     {"tokenize", bench_tokenize},
+    {"infer", cmd_bench_infer},
 };
 
 int cmd_bench(int argc, char **argv) {
