@@ -91,6 +91,9 @@ tw_status tw_cpu_matmul_variant(float *y, const float *x, const void *w, tw_dtyp
     case TW_DTYPE_Q5_0:
     case TW_DTYPE_Q5_1:
     case TW_DTYPE_Q8_0: return tw_cpu_matmul_q(y, x, w, wt, bias, m, k, n_out, force_portable);
+    case TW_DTYPE_F32:
+    case TW_DTYPE_F16:
+    case TW_DTYPE_BF16: return tw_cpu_matmul_f(y, x, w, wt, bias, m, k, n_out, force_portable);
     default: return matmul_generic(y, x, w, wt, bias, m, k, n_out);
     }
 }
