@@ -16,8 +16,6 @@ typedef struct {
     int32_t seq;    /* KV sequence, -1 before the first chunk and after the end */
     tw_sampler *sampler;
     int32_t max_tokens;
-    char **stop; /* (n_stop) owned */
-    size_t n_stop;
     int32_t *stop_tokens; /* (n_stop_tokens) owned */
     size_t n_stop_tokens;
     int ignore_eos;
@@ -25,8 +23,7 @@ typedef struct {
     void *user;
     int32_t last_token; /* the token the next step feeds (RS_DECODE) */
     int32_t n_gen;
-    tw_sb text;     /* all generated text */
-    size_t emitted; /* text[0..emitted) was released */
+    tw_gen_text text; /* generated text, stop strings, release */
     int cancel;
     int32_t chunk; /* prompt tokens this step's batch holds */
     double t_prompt_start, t_first, t_last; /* 0: not yet */
@@ -67,11 +64,9 @@ const char *tw_stop_reason_name(tw_stop_reason r) {
 static void req_free(gen_req *r) {
     if (!r) return;
     tw_free(r->prompt);
-    for (size_t i = 0; i < r->n_stop; i++) tw_free(r->stop[i]);
-    tw_free(r->stop);
     tw_free(r->stop_tokens);
     tw_sampler_free(r->sampler);
-    tw_sb_free(&r->text);
+    tw_gen_text_free(&r->text);
     tw_free(r);
 }
 
@@ -98,6 +93,33 @@ tw_status tw_gen_new(tw_model *m, tw_kv_cache *kv, const tw_gen_params *p, tw_ge
 
 /* ---- text release ------------------------------------------------------------------------ */
 
+tw_status tw_gen_text_init(tw_gen_text *t, const char *const *stop, size_t n_stop) {
+    memset(t, 0, sizeof *t);
+    tw_sb_init(&t->text);
+    for (size_t i = 0; i < n_stop; i++)
+        if (!stop[i] || !stop[i][0])
+            return tw_error(TW_ERR_ARG, "generate: stop string %zu is empty", i);
+    if (n_stop == 0) return TW_OK;
+    t->stop = tw_calloc(n_stop, sizeof *t->stop);
+    if (!t->stop) return TW_ERR_NOMEM;
+    for (size_t i = 0; i < n_stop; i++) {
+        t->stop[i] = tw_strdup(stop[i]);
+        if (!t->stop[i]) {
+            tw_gen_text_free(t);
+            return TW_ERR_NOMEM;
+        }
+        t->n_stop = i + 1;
+    }
+    return TW_OK;
+}
+
+void tw_gen_text_free(tw_gen_text *t) {
+    for (size_t i = 0; i < t->n_stop; i++) tw_free(t->stop[i]);
+    tw_free(t->stop);
+    tw_sb_free(&t->text);
+    memset(t, 0, sizeof *t);
+}
+
 /* Appends s[0..n) to out as valid UTF-8: each byte that does not start a whole, valid
  * character becomes U+FFFD. */
 static void put_sanitized(tw_sb *out, const char *s, size_t n) {
@@ -117,26 +139,26 @@ static void put_sanitized(tw_sb *out, const char *s, size_t n) {
     tw_sb_append(out, s + run, n - run);
 }
 
-/* How far the text of r may be released now: not into a tail that could be the start of a
- * stop string, and not into a character whose bytes are not all there yet. */
-static size_t safe_limit(const gen_req *r) {
-    const char *t = r->text.buf;
-    size_t len = r->text.len, limit = len;
-    for (size_t q = r->emitted; q < len && limit == len; q++) {
-        for (size_t k = 0; k < r->n_stop; k++) {
-            size_t sl = strlen(r->stop[k]), rem = len - q;
-            if (rem < sl && memcmp(t + q, r->stop[k], rem) == 0) {
+/* How far the text may be released now: not into a tail that could be the start of a stop
+ * string, and not into a character whose bytes are not all there yet. */
+static size_t safe_limit(const tw_gen_text *t) {
+    const char *b = t->text.buf;
+    size_t len = t->text.len, limit = len;
+    for (size_t q = t->emitted; q < len && limit == len; q++) {
+        for (size_t k = 0; k < t->n_stop; k++) {
+            size_t sl = strlen(t->stop[k]), rem = len - q;
+            if (rem < sl && memcmp(b + q, t->stop[k], rem) == 0) {
                 limit = q;
                 break;
             }
         }
     }
-    /* the last character before limit: hold it back when it is a valid lead byte followed by
-     * fewer continuation bytes than it needs */
-    if (limit > r->emitted) {
+    /* the last character before limit: held back when it is a lead byte followed by fewer
+     * continuation bytes than it needs (the rest may come with the next token) */
+    if (limit > t->emitted) {
         size_t j = limit - 1;
-        while (j > r->emitted && limit - j < 4 && ((uint8_t)t[j] & 0xC0) == 0x80) j--;
-        uint8_t lead = (uint8_t)t[j];
+        while (j > t->emitted && limit - j < 4 && ((uint8_t)b[j] & 0xC0) == 0x80) j--;
+        uint8_t lead = (uint8_t)b[j];
         size_t need = lead >= 0xC2 && lead <= 0xDF   ? 2
                       : lead >= 0xE0 && lead <= 0xEF ? 3
                       : lead >= 0xF0 && lead <= 0xF4 ? 4
@@ -146,11 +168,36 @@ static size_t safe_limit(const gen_req *r) {
     return limit;
 }
 
-/* Moves text[emitted..limit) of r into g->out (sanitized) and advances emitted. */
-static void release_text(tw_gen *g, gen_req *r, size_t limit) {
-    tw_sb_clear(&g->out);
-    if (limit > r->emitted) put_sanitized(&g->out, r->text.buf + r->emitted, limit - r->emitted);
-    r->emitted = limit;
+static tw_status release_to(tw_gen_text *t, size_t limit, tw_sb *out) {
+    if (limit > t->emitted) put_sanitized(out, t->text.buf + t->emitted, limit - t->emitted);
+    if (limit > t->emitted) t->emitted = limit;
+    return out->failed ? tw_error(TW_ERR_NOMEM, "generate: out of memory for text") : TW_OK;
+}
+
+tw_status tw_gen_text_push(tw_gen_text *t, const char *bytes, size_t n, tw_sb *out,
+                           int *stopped) {
+    *stopped = t->stopped;
+    if (t->stopped) return TW_OK;
+    size_t from = t->emitted; /* text before `emitted` never holds the start of a stop string:
+                                 safe_limit held such tails back */
+    if (n > 0 && tw_sb_append(&t->text, bytes, n) != 0)
+        return tw_error(TW_ERR_NOMEM, "generate: out of memory for text");
+    size_t cut = (size_t)-1;
+    for (size_t k = 0; k < t->n_stop && t->text.len > from; k++) {
+        const char *hit = memmem(t->text.buf + from, t->text.len - from, t->stop[k],
+                                 strlen(t->stop[k]));
+        if (hit && (size_t)(hit - t->text.buf) < cut) cut = (size_t)(hit - t->text.buf);
+    }
+    if (cut != (size_t)-1) {
+        t->stopped = *stopped = 1;
+        return release_to(t, cut, out);
+    }
+    return release_to(t, safe_limit(t), out);
+}
+
+tw_status tw_gen_text_flush(tw_gen_text *t, tw_sb *out) {
+    if (t->stopped) return TW_OK;
+    return release_to(t, t->text.len, out);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -174,16 +221,25 @@ static int emit(tw_gen *g, gen_req *r, int32_t token, float logprob, tw_stop_rea
     return r->callback(r->user, &ev);
 }
 
-/* Ends r: releases what is left of its text (all of it unless a stop string cut it: the caller
- * released up to the match already), frees its sequence and sends the final event. */
+/* Ends r: appends what is left of its text to g->out (unless text_done: a stop string cut it),
+ * frees its sequence and sends the final event with g->out. */
 static void finish(tw_gen *g, gen_req *r, tw_stop_reason why, int32_t token, float logprob,
                    int text_done) {
-    if (!text_done) release_text(g, r, r->text.len);
+    if (!text_done) {
+        if (tw_gen_text_flush(&r->text, &g->out) != TW_OK)
+            tw_log_warn("generate: request %d: %s", r->id, tw_errmsg());
+    }
     if (r->seq >= 0) tw_kv_seq_free(g->kv, r->seq);
     r->seq = -1;
     r->state = RS_DONE;
     stats_finish(r);
     emit(g, r, token, logprob, why);
+}
+
+/* Ends r without a token (cancelled, error, no room): its final event has the held-back text. */
+static void end_request(tw_gen *g, gen_req *r, tw_stop_reason why) {
+    tw_sb_clear(&g->out);
+    finish(g, r, why, -1, 0.0f, 0);
 }
 
 /* Removes finished requests from the list, keeping the order of the others. */
@@ -199,7 +255,7 @@ static void compact(tw_gen *g) {
 static void process_cancels(tw_gen *g) {
     for (size_t i = 0; i < g->n_reqs; i++) {
         gen_req *r = g->reqs[i];
-        if (r->cancel && r->state != RS_DONE) finish(g, r, TW_STOP_CANCELLED, -1, 0.0f, 0);
+        if (r->cancel && r->state != RS_DONE) end_request(g, r, TW_STOP_CANCELLED);
     }
 }
 
@@ -208,7 +264,7 @@ void tw_gen_free(tw_gen *g) {
     g->in_step = 1; /* callbacks may not re-enter */
     for (size_t i = 0; i < g->n_reqs; i++) {
         gen_req *r = g->reqs[i];
-        if (r->state != RS_DONE) finish(g, r, TW_STOP_CANCELLED, -1, 0.0f, 0);
+        if (r->state != RS_DONE) end_request(g, r, TW_STOP_CANCELLED);
     }
     for (size_t i = 0; i < g->n_reqs; i++) req_free(g->reqs[i]);
     tw_free(g->reqs);
@@ -236,7 +292,7 @@ void tw_gen_cancel(tw_gen *g, int32_t id) {
         r->cancel = 1;
         if (!g->in_step) {
             g->in_step = 1;
-            finish(g, r, TW_STOP_CANCELLED, -1, 0.0f, 0);
+            end_request(g, r, TW_STOP_CANCELLED);
             g->in_step = 0;
             compact(g);
         }
@@ -267,7 +323,10 @@ tw_status tw_gen_submit(tw_gen *g, const tw_gen_request *q, int32_t *id) {
 
     gen_req *r = tw_calloc(1, sizeof *r);
     if (!r) return TW_ERR_NOMEM;
-    tw_sb_init(&r->text);
+    if (tw_gen_text_init(&r->text, q->stop, q->n_stop) != TW_OK) {
+        tw_free(r);
+        return tw_error(TW_ERR_NOMEM, "generate: out of memory queuing a request");
+    }
     r->seq = -1;
     r->n_prompt = q->n_prompt;
     r->max_tokens = q->max_tokens;
@@ -275,15 +334,9 @@ tw_status tw_gen_submit(tw_gen *g, const tw_gen_request *q, int32_t *id) {
     r->callback = q->callback;
     r->user = q->user;
     r->prompt = tw_malloc((size_t)q->n_prompt * sizeof *r->prompt);
-    r->stop = q->n_stop ? tw_calloc(q->n_stop, sizeof *r->stop) : NULL;
     r->stop_tokens = q->n_stop_tokens ? tw_malloc(q->n_stop_tokens * sizeof *r->stop_tokens) : NULL;
-    if (!r->prompt || (q->n_stop && !r->stop) || (q->n_stop_tokens && !r->stop_tokens)) goto nomem;
+    if (!r->prompt || (q->n_stop_tokens && !r->stop_tokens)) goto nomem;
     memcpy(r->prompt, q->prompt, (size_t)q->n_prompt * sizeof *r->prompt);
-    for (size_t i = 0; i < q->n_stop; i++) {
-        r->stop[i] = tw_strdup(q->stop[i]);
-        if (!r->stop[i]) goto nomem;
-        r->n_stop = i + 1;
-    }
     if (q->n_stop_tokens) memcpy(r->stop_tokens, q->stop_tokens, q->n_stop_tokens * sizeof *r->stop_tokens);
     r->n_stop_tokens = q->n_stop_tokens;
     st = tw_sampler_new(&q->sampling, g->n_vocab, &r->sampler);
@@ -404,26 +457,23 @@ static void on_token(tw_gen *g, gen_req *r, tw_sample smp) {
     int is_end = !r->ignore_eos && t == g->eos;
     for (size_t k = 0; k < r->n_stop_tokens && !is_end; k++) is_end = t == r->stop_tokens[k];
     if (is_end) {
+        tw_sb_clear(&g->out);
         finish(g, r, TW_STOP_EOS, t, smp.logprob, 0);
         return;
     }
     tw_sampler_accept(r->sampler, t, 1);
-    size_t scan_from = r->emitted;
-    if (tw_tokenizer_token_type(g->tok, t) != TW_TOKTYPE_CONTROL) {
-        tw_sb_clear(&g->piece);
-        if (tw_tokenizer_piece(g->tok, t, &g->piece) == TW_OK)
-            tw_sb_append(&r->text, g->piece.buf ? g->piece.buf : "", g->piece.len);
+    tw_sb_clear(&g->piece);
+    tw_sb_clear(&g->out);
+    if (tw_tokenizer_token_type(g->tok, t) != TW_TOKTYPE_CONTROL &&
+        tw_tokenizer_piece(g->tok, t, &g->piece) != TW_OK)
+        tw_sb_clear(&g->piece); /* cannot happen for an id the sampler chose; no text then */
+    int stopped = 0;
+    if (tw_gen_text_push(&r->text, g->piece.buf ? g->piece.buf : "", g->piece.len, &g->out,
+                         &stopped) != TW_OK) {
+        end_request(g, r, TW_STOP_ERROR);
+        return;
     }
-    /* a stop string: its earliest start at or after the released text (text before `emitted`
-     * never holds the start of one: safe_limit held such tails back) */
-    size_t cut = (size_t)-1;
-    for (size_t k = 0; k < r->n_stop && r->text.len > scan_from; k++) {
-        const char *hit = memmem(r->text.buf + scan_from, r->text.len - scan_from, r->stop[k],
-                                 strlen(r->stop[k]));
-        if (hit && (size_t)(hit - r->text.buf) < cut) cut = (size_t)(hit - r->text.buf);
-    }
-    if (cut != (size_t)-1) {
-        release_text(g, r, cut);
+    if (stopped) {
         finish(g, r, TW_STOP_STRING, t, smp.logprob, 1);
         return;
     }
@@ -435,11 +485,10 @@ static void on_token(tw_gen *g, gen_req *r, tw_sample smp) {
         finish(g, r, TW_STOP_CONTEXT, t, smp.logprob, 0);
         return;
     }
-    release_text(g, r, safe_limit(r));
     r->last_token = t;
     r->state = RS_DECODE;
     if (emit(g, r, t, smp.logprob, TW_STOP_NONE) != 0)
-        finish(g, r, TW_STOP_CANCELLED, -1, 0.0f, 0);
+        end_request(g, r, TW_STOP_CANCELLED);
 }
 
 /* The youngest request in state `s` that has a token in the batch, or NULL. */
@@ -478,7 +527,7 @@ tw_status tw_gen_step(tw_gen *g) {
             gen_req *victim = youngest_in_batch(g, n, RS_DECODE);
             if (!victim) victim = youngest_in_batch(g, n, RS_PREFILL);
             tw_log_warn("generate: KV cache full; request %d ends (context)", victim->id);
-            finish(g, victim, TW_STOP_CONTEXT, -1, 0.0f, 0);
+            end_request(g, victim, TW_STOP_CONTEXT);
         }
         st = TW_OK;
     }
@@ -495,7 +544,7 @@ tw_status tw_gen_step(tw_gen *g) {
             if (ss) {
                 tw_error_wrap("request %d", r->id);
                 st = ss;
-                finish(g, r, TW_STOP_ERROR, -1, 0.0f, 0);
+                end_request(g, r, TW_STOP_ERROR);
                 continue;
             }
             on_token(g, r, smp);
@@ -504,7 +553,7 @@ tw_status tw_gen_step(tw_gen *g) {
         /* the forward (or a buffer for it) failed: the requests of this batch end */
         char *msg = tw_strdup(tw_errmsg());
         for (size_t i = 0; i < n; i++)
-            if (g->b_owner[i]->state != RS_DONE) finish(g, g->b_owner[i], TW_STOP_ERROR, -1, 0.0f, 0);
+            if (g->b_owner[i]->state != RS_DONE) end_request(g, g->b_owner[i], TW_STOP_ERROR);
         tw_error(st, "%s", msg ? msg : "generate: step failed");
         tw_free(msg);
     }
@@ -513,7 +562,7 @@ tw_status tw_gen_step(tw_gen *g) {
          * the cache's sequences are all taken by someone else */
         st = tw_error(TW_ERR_NOMEM, "generate: the KV cache has no free sequence");
         for (size_t i = 0; i < g->n_reqs; i++)
-            if (g->reqs[i]->state == RS_QUEUED) finish(g, g->reqs[i], TW_STOP_ERROR, -1, 0.0f, 0);
+            if (g->reqs[i]->state == RS_QUEUED) end_request(g, g->reqs[i], TW_STOP_ERROR);
     }
     process_cancels(g);
     compact(g);

@@ -114,6 +114,31 @@ typedef struct {
 
 typedef struct tw_gen tw_gen;
 
+/* ---- the text of one request, on its own ----
+ * Bytes go in as tokens produce them (a character may be split across tokens); text comes out
+ * once it can no longer be part of a stop string, in whole UTF-8 characters (bytes that cannot
+ * form one come out as U+FFFD). The engine keeps one per request; it is public so that the
+ * rule can be tested on chosen bytes and reused by whoever streams text. */
+typedef struct {
+    tw_sb text;     /* every byte pushed */
+    size_t emitted; /* text[0..emitted) was released */
+    char **stop;    /* (n_stop) owned copies */
+    size_t n_stop;
+    int stopped;    /* a stop string appeared; nothing more is released */
+} tw_gen_text;
+
+/* Copies the stop strings. TW_ERR_ARG for an empty or NULL one; TW_ERR_NOMEM. */
+tw_status tw_gen_text_init(tw_gen_text *t, const char *const *stop, size_t n_stop);
+void tw_gen_text_free(tw_gen_text *t); /* safe on a zeroed struct */
+/* Appends bytes[0..n), then appends to out the text that became final. When a stop string
+ * now appears (its earliest occurrence), out gets the text before it, *stopped is set to 1 and
+ * later pushes release nothing. TW_ERR_NOMEM (out or t could not grow). */
+tw_status tw_gen_text_push(tw_gen_text *t, const char *bytes, size_t n, tw_sb *out,
+                           int *stopped);
+/* Appends to out everything not yet released (nothing after a stop string), an unfinished
+ * character as U+FFFD. */
+tw_status tw_gen_text_flush(tw_gen_text *t, tw_sb *out);
+
 /* An engine over model m and its cache kv (both must outlive the engine; the engine owns the
  * sequences it creates in kv). p may be NULL. TW_ERR_ARG for max_batch_tokens < 0. */
 tw_status tw_gen_new(tw_model *m, tw_kv_cache *kv, const tw_gen_params *p, tw_gen **out);
