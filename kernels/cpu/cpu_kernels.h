@@ -137,10 +137,21 @@ void tw_ref_attention(float *out, const float *q, const void *k_cache, const voi
 void tw_cpu_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       const int32_t *block_table, const int32_t *tok_seq, const int32_t *tok_pos,
                       const tw_attn_shape *s);
+/* force_portable: 1 runs the portable C variant even where AVX2 is available. */
+void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
+                              const void *v_cache, const int32_t *block_table,
+                              const int32_t *tok_seq, const int32_t *tok_pos,
+                              const tw_attn_shape *s, int force_portable);
 
 /* y = silu(gate) * up over (n) elements (rows * n of the op). */
 void tw_ref_swiglu_f32(float *y, const float *gate, const float *up, int64_t n);
 void tw_cpu_swiglu_f32(float *y, const float *gate, const float *up, int64_t n);
+void tw_cpu_swiglu_f32_portable(float *y, const float *gate, const float *up, int64_t n);
+void tw_cpu_swiglu_f32_avx2(float *y, const float *gate, const float *up, int64_t n);
+
+/* y = e^x with the AVX2 exponential of the kernels (simd_avx2.h: within 2 ulp on
+ * [-87.3, 88.3], 0 below, +inf above). y may alias x. */
+void tw_cpu_exp_f32_avx2(float *y, const float *x, int64_t n);
 
 /* y = gelu(x), mode a tw_gelu_mode.   (n) */
 void tw_ref_gelu_f32(float *y, const float *x, int64_t n, int mode);

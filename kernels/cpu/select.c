@@ -1,17 +1,19 @@
 /* select.c: the optimized CPU kernels of TW_OP_SOFTMAX, TW_OP_ARGMAX and TW_OP_TOPK
  * (kernels.h), OpenMP over rows.
  *
- * softmax: fp32 (maximum, expf and a sum over 8 partial sums, one reciprocal). argmax and
+ * softmax: fp32 (maximum, tw_exp8 (2 ulp) or expf, a sum over 8 partial sums, one reciprocal). argmax and
  * top-k compare values exactly, so they agree with the reference on every index: top-k keeps
  * the k best seen so far in a binary min-heap laid out in the outputs (the worst at the root;
  * "better" = larger, or equal and a lower index), then sorts it in place: O(n log k). */
 #include "cpu_kernels.h"
+#include "simd_avx2.h"
 
 #include <math.h>
 
 #define PAR_MIN_ELEMS 65536
 
 void tw_cpu_softmax_f32(float *y, const float *x, int64_t rows, int64_t n, float scale) {
+    int avx2 = tw_cpu_has_avx2_fma();
     int par = rows > 1 && rows * n >= PAR_MIN_ELEMS;
 #pragma omp parallel for schedule(static) num_threads(tw_threads_get()) if (par)
     for (int64_t r = 0; r < rows; r++) {
@@ -20,11 +22,12 @@ void tw_cpu_softmax_f32(float *y, const float *x, int64_t rows, int64_t n, float
         float mx = -INFINITY;
         for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, scale * xr[i]);
         float s[8] = {0};
-        for (int64_t i = 0; i < n; i++) {
-            float e = expf(scale * xr[i] - mx);
-            yr[i] = e;
-            s[i % 8] += e;
-        }
+        for (int64_t i = 0; i < n; i++) yr[i] = scale * xr[i] - mx;
+        if (avx2)
+            tw_cpu_exp_f32_avx2(yr, yr, n);
+        else
+            for (int64_t i = 0; i < n; i++) yr[i] = expf(yr[i]);
+        for (int64_t i = 0; i < n; i++) s[i % 8] += yr[i];
         float inv = 1.0f / (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
         for (int64_t i = 0; i < n; i++) yr[i] *= inv;
     }
