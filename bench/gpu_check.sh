@@ -49,7 +49,7 @@ minimal_build() {
         nvcc -O2 -std=c++17 --generate-code=arch=compute_$ARCH,code=sm_$ARCH "${defs[@]}" "${inc[@]}" \
              -c "$f" -o "$out/$(basename "$f").o" || return 1
     done
-    for f in kernels/*.c kernels/cpu/*.c engine/status.c engine/log.c engine/alloc.c \
+    for f in kernels/*.c kernels/cpu/*.c engine/status.c engine/log.c engine/alloc.c engine/quant.c \
              engine/threads.c engine/files.c; do
         cc -O2 -std=c11 -fopenmp "${defs[@]}" "${inc[@]}" -c "$f" -o "$out/$(basename "$f").o" ||
             return 1
