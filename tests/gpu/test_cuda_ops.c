@@ -72,7 +72,7 @@ static tw_status case_run(tw_backend *be, const op_case *c, op_bufs *b) {
     case TW_OP_RMSNORM:
         return tw_op_rmsnorm(be, tw_ref_at(b->y, 0), tw_ref_at(b->x, 0), tw_ref_at(b->w, 0),
                              c->rows, c->n, c->eps);
-    case TW_OP_COUNT:
+    default: /* not on CUDA yet: test_ops skips what the backend does not support */
         break;
     }
     return tw_error(TW_ERR_UNSUPPORTED, "no test case for op %s", tw_op_name(c->op));
@@ -82,7 +82,7 @@ static void case_ref(const op_case *c, float *y, const float *x, const float *w)
     switch (c->op) {
     case TW_OP_ADD: tw_ref_add_f32(y, x, w, c->n); return;
     case TW_OP_RMSNORM: tw_ref_rmsnorm_f32(y, x, w, c->rows, c->n, c->eps); return;
-    case TW_OP_COUNT: break;
+    default: break;
     }
     TW_ASSERT(!"no reference for this op");
 }
