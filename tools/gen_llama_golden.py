@@ -112,8 +112,7 @@ def last_logits(llm):
 
 def run_case(llm, tokens):
     """(last prompt logits f32, greedy ids, min margin) with a fresh context state."""
-    llm.reset()
-    llm._ctx.kv_cache_clear() if hasattr(llm._ctx, "kv_cache_clear") else None
+    llm.reset()  # n_tokens = 0: eval() then drops every cached position before decoding
     llm.eval(tokens)
     first = last_logits(llm)
     logits, out, margins = first, [], []
