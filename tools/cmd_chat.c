@@ -151,7 +151,7 @@ int cmd_chat(int argc, char **argv) {
     char *line = NULL;
     size_t cap = 0;
     int turns = 0, failed = 0;
-    double prompt_tok = 0, prompt_s = 0, gen_tok = 0, gen_s = 0;
+    double prompt_tok = 0, prompt_cached = 0, prompt_s = 0, gen_tok = 0, gen_s = 0;
     while (rc == CLI_OK) {
         if (interactive) {
             fputs("> ", stdout);
@@ -194,6 +194,7 @@ int cmd_chat(int argc, char **argv) {
         }
         turns++;
         prompt_tok += t.stats.n_prompt - t.stats.n_prompt_cached;
+        prompt_cached += t.stats.n_prompt_cached;
         prompt_s += t.stats.prompt_s;
         gen_tok += t.stats.n_gen > 1 ? t.stats.n_gen - 1 : 0;
         gen_s += t.stats.gen_s;
@@ -201,9 +202,9 @@ int cmd_chat(int argc, char **argv) {
     }
     if (rc == CLI_OK && ferror(stdin)) rc = cli_fail(CLI_ERR, cmd, "standard input: read failed");
     if (rc == CLI_OK && turns > 0)
-        fprintf(stderr, "twin chat: %d turns; prompt %.0f tokens computed, %.1f tok/s; generated "
-                        "%.1f tok/s; seed %llu\n",
-                turns, prompt_tok, prompt_s > 0 ? prompt_tok / prompt_s : 0.0,
+        fprintf(stderr, "twin chat: %d turns; prompt %.0f tokens computed (%.0f cached), %.1f "
+                        "tok/s; generated %.1f tok/s; seed %llu\n",
+                turns, prompt_tok, prompt_cached, prompt_s > 0 ? prompt_tok / prompt_s : 0.0,
                 gen_s > 0 ? gen_tok / gen_s : 0.0, (unsigned long long)o.sampling.seed);
     free(line); /* getline's buffer comes from the C library's malloc */
     tw_sb_free(&t.reply);
