@@ -131,8 +131,10 @@ typedef struct {
 tw_status tw_gen_text_init(tw_gen_text *t, const char *const *stop, size_t n_stop);
 void tw_gen_text_free(tw_gen_text *t); /* safe on a zeroed struct */
 /* Appends bytes[0..n), then appends to out the text that became final. When a stop string
- * now appears (its earliest occurrence), out gets the text before it, *stopped is set to 1 and
- * later pushes release nothing. TW_ERR_NOMEM (out or t could not grow). */
+ * now occurs in the bytes pushed so far, out gets the text before the earliest occurrence,
+ * *stopped is set to 1 and later pushes release nothing (streaming: a longer stop string that
+ * would have started earlier but is not complete yet does not hold the stop back).
+ * TW_ERR_NOMEM (out or t could not grow). */
 tw_status tw_gen_text_push(tw_gen_text *t, const char *bytes, size_t n, tw_sb *out,
                            int *stopped);
 /* Appends to out everything not yet released (nothing after a stop string), an unfinished
