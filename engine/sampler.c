@@ -369,9 +369,12 @@ tw_status tw_sampler_sample(tw_sampler *s, const float *logits, tw_sample *out) 
         if (check_logit(logits[i], i)) return TW_ERR_ARG;
         if (logits[i] > mx) mx = logits[i];
     }
+    /* the normaliser for the log-probability: expf (correctly rounded in glibc, several times
+     * faster than exp over a 50k vocabulary; this loop is most of a greedy step's cost) summed
+     * in double */
     double z = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        z += exp((double)logits[i] - (double)mx);
+        z += (double)expf(logits[i] - mx);
         s->cand[i].id = i;
         s->cand[i].logit = logits[i];
     }
