@@ -102,19 +102,32 @@ check "SmolLM2 q8_0: tokens kept" kinfo "$tmp/s8.gguf" 'tokenizer\.ggml\.tokens'
 check "SmolLM2 f16: 270885952 bytes" test "$(stat -c %s "$tmp/s16.gguf")" -eq 270885952
 check "SmolLM2 f16: token_embd f16" tinfo "$tmp/s16.gguf" 'token_embd\.weight' f16
 
-# llama.cpp's own quantizer, when the anchor is built: the same bytes in every tensor
+# llama.cpp's own quantizer, when the anchor is built: the same type and bytes in every tensor
+# (llama-quantize lays the tensors out in another order, so they are compared by name)
+tensor_hashes() { # tensor_hashes FILE: "name type sha256" per tensor, sorted by name
+    local f="$1" off name type n at
+    "$TWIN" gguf info "$f" >"$tmp/hinfo" || return 1
+    off="$(sed -n 's/^data offset: //p' "$tmp/hinfo")"
+    awk '/^tensors: /{t = 1; next} t && /^  / {print $1, $2, $(NF-3), $NF}' "$tmp/hinfo" |
+        while read -r name type n at; do
+            echo "$name $type $(tail -c +$((off + at + 1)) "$f" | head -c "$n" | sha256sum | cut -c1-64)"
+        done | sort
+}
 LBIN="${TWIN_LLAMA_BIN:-}"
 if [ -z "$LBIN" ] && [ -n "${TWIN_SRC:-}" ]; then
     LBIN="$(bash "$TWIN_SRC/bench/llama_anchor.sh" --print 2>/dev/null || true)"
 fi
 if [ -n "$LBIN" ] && [ -x "$LBIN/llama-quantize" ]; then
-    "$LBIN/llama-quantize" --allow-requantize "$MODEL" "$tmp/l8.gguf" Q8_0 1 >"$tmp/lq.log" 2>&1
-    check "llama-quantize ran" test $? -eq 0
-    ours="$(dd if="$tmp/s8.gguf" bs=1M skip=2 2>/dev/null | sha256sum)"
-    theirs="$(dd if="$tmp/l8.gguf" bs=1M skip=2 2>/dev/null | sha256sum)"
-    # both files keep the same tensor order and alignment; the metadata before the data
-    # section may differ (llama-quantize adds no keys for Q8_0, but compare only tensor data)
-    check "q8_0 tensor data equals llama-quantize's" test "$ours" = "$theirs"
+    for pair in "Q8_0 s8" "F16 s16"; do
+        set -- $pair
+        "$LBIN/llama-quantize" --allow-requantize "$MODEL" "$tmp/l.gguf" "$1" 1 >"$tmp/lq.log" 2>&1
+        check "llama-quantize $1 ran" test $? -eq 0
+        tensor_hashes "$tmp/$2.gguf" >"$tmp/h.ours"
+        tensor_hashes "$tmp/l.gguf" >"$tmp/h.theirs"
+        check "$1: 272 tensors hashed" test "$(wc -l <"$tmp/h.ours")" -eq 272
+        check "$1: every tensor's type and bytes equal llama-quantize's" cmp -s "$tmp/h.ours" "$tmp/h.theirs"
+        rm -f "$tmp/l.gguf"
+    done
 else
     echo "skip: llama-quantize not built (bench/llama_anchor.sh or TWIN_LLAMA_BIN)"
 fi
