@@ -597,6 +597,10 @@ static void bi_cpu_flags(void) {
         break;
     }
     fclose(fp);
+    double load[3];
+    if (getloadavg(load, 3) == 3)
+        printf("load average: %.2f %.2f %.2f (other processes on these cores slow both sides, and "
+               "multi-thread runs most)\n", load[0], load[1], load[2]);
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
     if (pages > 0 && psz > 0) printf("memory: %.1f GiB\n", (double)pages * (double)psz / (1024.0 * 1024.0 * 1024.0));
 }
