@@ -99,9 +99,12 @@ static tw_status matmul(const tw_model *m, tw_ref y, tw_ref x, const tw_weight *
                         w->ne0, w->ne1);
 }
 
-/* Host-side description of one chunk: tokens [start, start + n) of the batch. */
+/* Host-side description of one chunk: n tokens of the batch (in the forward's processing
+ * order, see tw_model_forward). */
 typedef struct {
-    int32_t start, n;    /* first batch index, tokens */
+    int32_t n;           /* tokens */
+    const int32_t *tok;  /* (n) token ids */
+    const int32_t *seq;  /* (n) sequence ids */
     const int32_t *pos;  /* (n) positions */
     const int32_t *slot; /* (n) cache slots */
     int32_t *tok_row;    /* (n) row of the block table for each token */
@@ -112,12 +115,12 @@ typedef struct {
 
 /* Builds and uploads the chunk's indices and block table. row_of_seq (max_seqs, all -1) and
  * row_seq (n) are host scratch; row_of_seq is all -1 again on return. */
-static tw_status chunk_upload(tw_model *m, const tw_kv_cache *kv, const tw_batch *b, chunk *c,
-                              int32_t *row_of_seq, int32_t *row_seq) {
+static tw_status chunk_upload(tw_model *m, const tw_kv_cache *kv, chunk *c, int32_t *row_of_seq,
+                              int32_t *row_seq) {
     c->n_rows = 0;
     c->max_blocks = 1;
     for (int32_t i = 0; i < c->n; i++) {
-        int32_t s = b->seq[c->start + i];
+        int32_t s = c->seq[i];
         if (row_of_seq[s] < 0) {
             row_of_seq[s] = c->n_rows;
             row_seq[c->n_rows++] = s;
@@ -146,7 +149,7 @@ static tw_status chunk_upload(tw_model *m, const tw_kv_cache *kv, const tw_batch
     if (st == TW_OK) st = tw_buffer_upload(m->bt, 0, bt, bt_bytes);
     tw_free(bt);
     const size_t n4 = (size_t)c->n * sizeof(int32_t);
-    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_IDS], b->token + c->start, n4);
+    if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_IDS], c->tok, n4);
     if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_POS], c->pos, n4);
     if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_SLOT], c->slot, n4);
     if (st == TW_OK) st = tw_buffer_upload(m->act, m->act_off[TW_A_SEQ], c->tok_row, n4);
@@ -200,9 +203,11 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
     return TW_OK;
 }
 
-/* The whole chunk: embeddings, blocks, and the logits of its wanted rows into logits
- * (n_want, n_vocab) host memory (or left on the backend when logits is NULL). */
-static tw_status chunk_run(tw_model *m, const tw_kv_cache *kv, const chunk *c, float *logits) {
+/* The whole chunk: embeddings, blocks, and the logits of its wanted rows. Row r of the chunk's
+ * logits goes to logits + out_row[r] * n_vocab (host memory), or stays on the backend when
+ * logits is NULL. */
+static tw_status chunk_run(tw_model *m, const tw_kv_cache *kv, const chunk *c, float *logits,
+                           const int32_t *out_row) {
     const tw_model_hparams *hp = &m->hp;
     tw_backend *be = m->be;
     const int64_t n = c->n, d = hp->n_embd;
@@ -222,10 +227,51 @@ static tw_status chunk_run(tw_model *m, const tw_kv_cache *kv, const chunk *c, f
     TRY(norm(m, XN, XO, &m->g[TW_W_OUT_NORM], &m->g[TW_W_OUT_NORM_B], c->n_want));
     TRY(matmul(m, LOG, XN, &m->g[TW_W_OUTPUT], NULL, c->n_want));
     m->logit_rows = c->n_want;
-    if (logits)
-        TRY(tw_buffer_download(m->act, m->act_off[TW_A_LOG], logits,
-                               (size_t)c->n_want * (size_t)hp->n_vocab * sizeof(float)));
+    if (!logits) return TW_OK;
+    const size_t row = (size_t)hp->n_vocab * sizeof(float);
+    for (int32_t r = 0; r < c->n_want;) { /* one download per run of consecutive rows */
+        int32_t k = 1;
+        while (r + k < c->n_want && out_row[r + k] == out_row[r] + k) k++;
+        TRY(tw_buffer_download(m->act, m->act_off[TW_A_LOG] + (size_t)r * row,
+                               logits + (size_t)out_row[r] * hp->n_vocab, (size_t)k * row));
+        r += k;
+    }
     return TW_OK;
+}
+
+/* Where the chunk that starts at `start` of the processing order ends (exclusive): at most T
+ * tokens and R wanted logits, and no sequence split so that one of its tokens is alone in a
+ * chunk while it has more tokens in the batch. Why: the attention kernel sums in one order for
+ * a sequence with several tokens in the call (a prompt) and in another for a lone token (a
+ * decode step), as llama.cpp does (kernels.h); keeping every multi-token sequence at >= 2
+ * tokens per chunk gives a chunked batch the bits of one pass. In the processing order the
+ * tokens of a sequence are contiguous, so with T, R >= 3 a boundary always exists. seq, want:
+ * (n) in processing order; total: tokens of each sequence in the batch; done: in earlier
+ * chunks; cnt: all zero, left all zero. */
+static int32_t chunk_end(int32_t n, const int32_t *seq, const uint8_t *want, int32_t start,
+                         int32_t T, int32_t R, const int32_t *total, const int32_t *done,
+                         int32_t *cnt) {
+    int32_t end = start, n_want = 0;
+    while (end < n && end - start < T) {
+        if (want[end] && n_want == R) break;
+        n_want += want[end];
+        end++;
+    }
+    while (end - start > 1 && end < n) {
+        int bad = 0;
+        for (int32_t i = start; i < end; i++) cnt[seq[i]]++;
+        for (int32_t i = start; i < end; i++) {
+            int32_t s = seq[i];
+            if (cnt[s] <= 0) continue; /* seen */
+            int32_t rest = total[s] - done[s] - cnt[s];
+            if (total[s] >= 2 && (cnt[s] == 1 || rest == 1)) bad = 1;
+            cnt[s] = -cnt[s];
+        }
+        for (int32_t i = start; i < end; i++) cnt[seq[i]] = 0;
+        if (!bad) break;
+        end--;
+    }
+    return end;
 }
 
 tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, float *logits) {
@@ -238,14 +284,18 @@ tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, floa
     if (b->n == 0) return TW_OK;
     if (!b->token || !b->seq) return tw_error(TW_ERR_ARG, "forward: batch token and seq arrays are required");
     const int32_t n = b->n, ms = kv->max_seqs;
-    /* host scratch: pos, slot, tok_row, want, row_seq, gathered tokens (n each); old_len,
-     * next_pos, row_of_seq (max_seqs each); order (min(n, max_seqs)). */
-    int32_t *scratch = tw_malloc(((size_t)n * 7 + (size_t)ms * 3) * sizeof(int32_t));
+    /* host scratch (int32): pos, rows, tok_row, want, row_seq, toks, order, perm,
+     * out_row, tok_p, seq_p, pos_p, slot_p (n each); old_len, next_pos, row_of_seq, done, cnt,
+     * total (max_seqs each); want_p (n bytes). */
+    int32_t *scratch = tw_malloc(((size_t)n * 13 + (size_t)ms * 6) * sizeof(int32_t) + (size_t)n);
     if (!scratch) return tw_error(TW_ERR_NOMEM, "forward: out of memory for a batch of %d", (int)n);
-    int32_t *pos = scratch, *slot = pos + n, *tok_row = slot + n, *want = tok_row + n;
-    int32_t *row_seq = want + n, *toks = row_seq + n, *order = toks + n;
-    int32_t *old_len = order + n, *next_pos = old_len + ms, *row_of_seq = next_pos + ms;
-    for (int32_t s = 0; s < ms; s++) old_len[s] = row_of_seq[s] = -1;
+    int32_t *pos = scratch, *rows = pos + n, *tok_row = rows + n, *want = tok_row + n;
+    int32_t *row_seq = want + n, *toks = row_seq + n, *order = toks + n, *perm = order + n;
+    int32_t *out_row = perm + n, *tok_p = out_row + n, *seq_p = tok_p + n, *pos_p = seq_p + n;
+    int32_t *slot_p = pos_p + n, *old_len = slot_p + n, *next_pos = old_len + ms;
+    int32_t *row_of_seq = next_pos + ms, *done = row_of_seq + ms, *cnt = done + ms, *total = cnt + ms;
+    uint8_t *want_p = (uint8_t *)(total + ms);
+    for (int32_t s = 0; s < ms; s++) old_len[s] = row_of_seq[s] = -1, done[s] = cnt[s] = 0;
     int32_t n_order = 0, n_touched = 0;
     tw_status st = TW_OK;
 
@@ -287,37 +337,67 @@ tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, floa
     }
     /* Reserve the pages of every sequence (nothing written yet: a full cache changes nothing). */
     for (int32_t k = 0; k < n_order && st == TW_OK; k++) {
-        int32_t s = order[k], cnt = 0;
+        int32_t s = order[k], n_s = 0;
         for (int32_t i = 0; i < n; i++)
-            if (b->seq[i] == s) toks[cnt++] = b->token[i];
-        st = kv_seq_append(kv, s, toks, cnt);
+            if (b->seq[i] == s) toks[n_s++] = b->token[i];
+        total[s] = n_s;
+        st = kv_seq_append(kv, s, toks, n_s);
         if (st == TW_OK) n_touched = k + 1;
     }
     if (st == TW_OK) {
-        for (int32_t i = 0; i < n; i++) slot[i] = kv_seq_slot(kv, b->seq[i], pos[i]);
-        int32_t T = m->params.max_batch_tokens, R = m->params.max_logit_rows;
-        int64_t out_row = 0;
+        /* Processing order: the batch order when it fits in one chunk; otherwise the tokens
+         * grouped by sequence (in order of first appearance, each sequence's tokens in batch
+         * order), so that chunk boundaries cut one sequence at a time (chunk_end). Sequences
+         * do not see each other, so the order changes no result; logits rows still come out
+         * in batch order. */
+        const int32_t T = m->params.max_batch_tokens, R = m->params.max_logit_rows;
+        int32_t n_want_all = 0;
+        for (int32_t i = 0; i < n; i++) {
+            out_row[i] = batch_wants(b, i) ? n_want_all : -1;
+            n_want_all += batch_wants(b, i);
+        }
+        if (n <= T && n_want_all <= R) {
+            for (int32_t i = 0; i < n; i++) perm[i] = i;
+        } else {
+            /* counting sort by the rank of each sequence in `order` (cnt: the rank; toks, free
+             * after the reservation: each rank's next place) */
+            for (int32_t r = 0; r < n_order; r++) cnt[order[r]] = r;
+            int32_t *offs = toks, acc = 0;
+            for (int32_t r = 0; r < n_order; r++) {
+                offs[r] = acc;
+                acc += total[order[r]];
+            }
+            for (int32_t i = 0; i < n; i++) perm[offs[cnt[b->seq[i]]]++] = i;
+            for (int32_t r = 0; r < n_order; r++) cnt[order[r]] = 0;
+        }
+        for (int32_t j = 0; j < n; j++) {
+            int32_t i = perm[j];
+            tok_p[j] = b->token[i];
+            seq_p[j] = b->seq[i];
+            pos_p[j] = pos[i];
+            slot_p[j] = kv_seq_slot(kv, b->seq[i], pos[i]);
+            want_p[j] = (uint8_t)batch_wants(b, i);
+        }
         for (int32_t start = 0; start < n && st == TW_OK;) {
+            int32_t end = chunk_end(n, seq_p, want_p, start, T, R, total, done, cnt);
             chunk c;
             memset(&c, 0, sizeof c);
-            c.start = start;
-            c.pos = pos + start;
-            c.slot = slot + start;
+            c.n = end - start;
+            c.tok = tok_p + start;
+            c.seq = seq_p + start;
+            c.pos = pos_p + start;
+            c.slot = slot_p + start;
             c.tok_row = tok_row;
             c.want = want;
-            int32_t end = start;
-            while (end < n && end - start < T) {
-                int w = batch_wants(b, end);
-                if (w && c.n_want == R) break;
-                if (w) want[c.n_want++] = end - start;
-                end++;
+            for (int32_t j = start; j < end; j++) { /* rows: where each logits row goes */
+                if (want_p[j]) {
+                    rows[c.n_want] = out_row[perm[j]];
+                    want[c.n_want++] = j - start;
+                }
+                done[seq_p[j]]++;
             }
-            c.n = end - start;
-            st = chunk_upload(m, kv, b, &c, row_of_seq, row_seq);
-            if (st == TW_OK)
-                st = chunk_run(m, kv, &c,
-                               logits ? logits + out_row * (int64_t)m->hp.n_vocab : NULL);
-            out_row += c.n_want;
+            st = chunk_upload(m, kv, &c, row_of_seq, row_seq);
+            if (st == TW_OK) st = chunk_run(m, kv, &c, logits, rows);
             start = end;
         }
     }

@@ -783,6 +783,10 @@ tw_status tw_model_load(const char *path, tw_backend *be, const tw_model_params 
         if (p->max_logit_rows) m->params.max_logit_rows = p->max_logit_rows;
         m->params.no_mmap_weights = p->no_mmap_weights;
     }
+    /* A chunk must hold 3 tokens (and 3 logit rows) of one sequence so that chunking never
+     * leaves a lone token of a prompt (forward.c, chunk_end). */
+    if (m->params.max_batch_tokens < 3) m->params.max_batch_tokens = 3;
+    if (m->params.max_logit_rows < 3) m->params.max_logit_rows = 3;
     if (m->params.max_logit_rows > m->params.max_batch_tokens)
         m->params.max_logit_rows = m->params.max_batch_tokens;
     tw_status st;

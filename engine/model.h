@@ -49,10 +49,10 @@ typedef struct tw_kv_cache tw_kv_cache; /* kv_cache.h */
 /* Load options. Zero-initialise or call tw_model_params_default; 0 fields mean "default". */
 typedef struct {
     int32_t max_batch_tokens; /* tokens per internal forward chunk (prefill chunking); the
-                                 activation buffer is sized for it. 0: 512. */
+                                 activation buffer is sized for it. 0: 512; at least 3. */
     int32_t max_logit_rows;   /* rows of logits one chunk may produce (tokens with want_logits);
-                                 0: min(max_batch_tokens, 64). More want_logits tokens than
-                                 this in a chunk split the chunk. */
+                                 0: 64; at least 3, at most max_batch_tokens. More
+                                 want_logits tokens than this split the batch into chunks. */
     int no_mmap_weights;      /* 1: copy weights into backend buffers even on the CPU (tests). */
 } tw_model_params;
 
@@ -124,7 +124,9 @@ int32_t tw_batch_n_logits(const tw_batch *b);
  * in kv (allocating pages as needed) and writes the logits of the tokens with want_logits to
  * logits (n_want, n_vocab) f32 host memory, rows in batch order. logits may be NULL when the
  * caller reads them on the backend instead (tw_model_logits). Batches larger than
- * max_batch_tokens run in chunks with the same result as one pass.
+ * max_batch_tokens (or with more than max_logit_rows wanted) run in chunks with the same bits
+ * as one pass. A sequence's result does not depend on the other sequences in the batch (given
+ * the kernels' batch invariance, kernels.h): alone or with others, a token gets the same logits.
  *
  * Errors: TW_ERR_ARG (a token id out of range, an unknown sequence, positions that do not
  * extend their sequence, a position >= n_ctx of the cache: the message names the batch index),
@@ -135,10 +137,12 @@ int32_t tw_batch_n_logits(const tw_batch *b);
 tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, float *logits);
 
 /* The logits of the last forward's last chunk, on the backend: *out refers to
- * (*n_rows, n_vocab) f32 rows in model-owned memory, valid until the next forward or free. When
- * a forward ran in several chunks, only the rows of its last chunk are here (all rows are in
- * the host logits array), so a caller that samples on the backend keeps the wanted tokens of
- * one step within max_logit_rows. *n_rows is 0 before any forward. */
+ * (*n_rows, n_vocab) f32 rows in model-owned memory, valid until the next forward or free. A
+ * batch that fits in one chunk (at most max_batch_tokens tokens and max_logit_rows wanted)
+ * leaves all its rows here, in batch order. A larger one runs in chunks with its tokens
+ * grouped by sequence, and only the last chunk's rows are here (all rows are in the host
+ * logits array, in batch order), so a caller that samples on the backend keeps one step within
+ * those limits. *n_rows is 0 before any forward and after a failed one. */
 void tw_model_logits(const tw_model *m, tw_ref *out, int32_t *n_rows);
 
 #ifdef __cplusplus

@@ -20,20 +20,23 @@
  *     does not. Emulating that rounding in numpy (amax/127 scale rounded to f16, q = rne) moves
  *     numpy's own logits by 0.092 / 0.190 / 0.189 for the len5 / len17 / len40 cases: exactly
  *     the differences measured here, so the bound is that effect with margin: 0.3.
- *   f16 KV cache: K and V rounded to 11 significant bits: measured up to 7.7e-3; bound 2e-2.
+ *   f16 KV cache: K and V rounded to 11 significant bits, and with an f16 cache the attention
+ *     also rounds q and the softmax weights to f16 (as llama.cpp's f16 products do, kernels.h):
+ *     measured up to 1.2e-2; bound 3e-2.
  *   fp32 accumulation in every op vs float64 in numpy: measured 8e-6; bound 2e-4.
  * f16 weights are not a source: the golden of each file is computed from that file's weights
  * and f16 matmuls multiply fp32 activations with them (kernels.h). */
 static double bound(const char *file, tw_dtype kv_type) {
-    double b = kv_type == TW_DTYPE_F16 ? 2e-2 : 2e-4;
+    double b = kv_type == TW_DTYPE_F16 ? 3e-2 : 2e-4;
     if (strstr(file, "q8_0")) b += 0.3;
     return b;
 }
 
-/* A prompt in chunks must equal the one-pass prompt up to the kernels' dependence on the
- * number of rows per call (none when the kernels are batch-invariant; see the report printed
- * by test_batch_equivalence). */
-#define CHUNK_TOL 1e-5
+/* A prompt in chunks must give the bits of the one-pass prompt: the kernels compute each row
+ * the same way whatever the number of rows in the call, and the forward never leaves one token
+ * of a multi-token sequence alone in a chunk (attention sums a lone token in another order,
+ * as llama.cpp's decode path does; forward.c, chunk_end). */
+#define CHUNK_TOL 0.0
 
 static void check_model(const char *dir, const golden *g, const tw_json *mj, tw_dtype kv_type,
                         tw_backend *be) {
