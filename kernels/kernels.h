@@ -54,6 +54,7 @@ extern "C" {
  *                    y may alias a or b.
  *   TW_OP_RMSNORM    y[r,i] = x[r,i] / sqrt(mean_i(x[r,:]^2) + eps) * w[i]
  *                    x, y: (rows, n), w: (n), eps >= 0 finite, n >= 1. y may alias x.
+ *                    CPU: fp32 squares summed in fp64, as llama.cpp does.
  *   TW_OP_MUL        y = a * b elementwise             a, b, y: (n). Bit-exact. y may alias a, b.
  *   TW_OP_SCALE      y = x * s                         x, y: (n). Bit-exact. y may alias x.
  *   TW_OP_COPY       y = x                             x, y: (n) fp32, no overlap.
@@ -78,7 +79,9 @@ extern "C" {
  *                                             signed value of largest magnitude, q = min(127,
  *                                             rne(iscale * x)); bsums of 16), as ggml
  *                    Quantized products are exact integer sums per block, scaled in fp32; the
- *                    reference forms the same per-block products in fp64. k must be a multiple
+ *                    reference forms the same per-block products in fp64. CPU (AVX2): the
+ *                    block sums accumulate as ggml's AVX2 dot products do, so every output has
+ *                    llama.cpp's bits. k must be a multiple
  *                    of the weight type's block size (32 or 256). y must not overlap x, W, bias.
  *   TW_OP_LAYERNORM  y[r,i] = (x[r,i] - mean(x[r,:])) / sqrt(var(x[r,:]) + eps) * w[i] + b[i]
  *                    x, y: (rows, n); w, b: (n) or absent (w absent: 1, b absent: 0); var is
@@ -92,7 +95,9 @@ extern "C" {
  *                    the converter permuted) and (x[i], x[i + rope_dim/2]) for TW_ROPE_NEOX
  *                    (qwen2, gpt-neox, HF llama without permutation). Elements from rope_dim
  *                    on are copied. rope_dim even, 2 <= rope_dim <= head_dim. freq_factors are
- *                    llama3's rope_freqs. y may alias x.
+ *                    llama3's rope_freqs. y may alias x. CPU: the angles as llama.cpp forms
+ *                    them (fp32, iterated products of powf(theta_base, -2/rope_dim)), so
+ *                    within ~(2.5 i + 2) 2^-24 theta_i of the exact angle.
  *   TW_OP_KV_WRITE   k_cache[slots[t],h,:] = k[t,h,:], v_cache[slots[t],h,:] = v[t,h,:]
  *                    k, v: (n_tok, n_kv_head, head_dim) fp32; caches: (n_slots, n_kv_head,
  *                    head_dim) of cache_type F32 or F16 (round to nearest even); slots:
@@ -108,9 +113,14 @@ extern "C" {
  *                    query head h reads kv head h / (n_head / n_kv_head):
  *                      out[t,h,:] = sum_j softmax_j(scale * q[t,h,:] . K_j) V_j.
  *                    Its own K/V must have been written (KV_WRITE) first. The softmax is fp32
- *                    with the running maximum subtracted (online softmax); f16 caches are read
- *                    as fp32. Bidirectional attention (BERT): give every token of a sequence
- *                    tok_pos = its length - 1. out must not overlap anything.
+ *                    with the maximum subtracted. Bidirectional attention (BERT): give every
+ *                    token of a sequence tok_pos = its length - 1. out must not overlap
+ *                    anything. CPU (AVX2): llama.cpp's arithmetic (kernels/cpu/attention.c),
+ *                    bit for bit: with an f16 cache q and the normalized softmax weights are
+ *                    rounded to f16 before their products (as its non-flash path does); the
+ *                    sums run in the order of its batch kernels for tokens whose sequence has
+ *                    >= 2 tokens in the call and of its single-token kernels otherwise, so a
+ *                    sequence gets the same bits alone or in any batch.
  *   TW_OP_SWIGLU     y = silu(gate) * up = gate / (1 + exp(-gate)) * up
  *                    gate, up, y: (rows, n). y may alias gate or up.
  *   TW_OP_GELU       y = gelu(x)                       x, y: (n). y may alias x.

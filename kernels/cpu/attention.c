@@ -2,11 +2,12 @@
  *
  * Attention: one task per (token, kv head), OpenMP over tasks. A task walks the token's
  * positions page by page and serves every query head of its group from each K/V row it loads
- * (grouped-query attention reads the cache once per group, not once per head). The softmax is
- * online, in fp32: a running maximum m, a running sum l and an unnormalized output o; a new
- * score s above m rescales l and o by exp(m - s). Precision: the scores are fp32 dot products
- * of head_dim terms; the exponentials are expf (portable) or tw_exp8 (AVX2, within 2 ulp);
- * o and l accumulate up to tok_pos + 1 terms. The test derives its bound from these. */
+ * (grouped-query attention reads the cache once per group, not once per head).
+ * Portable C: an online softmax in fp32 (a running maximum m, a running sum l and an
+ * unnormalized output o; a new score above m rescales l and o by expf(m - s)).
+ * AVX2: llama.cpp's arithmetic, below. Precision: fp32 dot products of head_dim terms,
+ * exponentials within 2 ulp, sums of up to tok_pos + 1 terms, and with an f16 cache the f16
+ * rounding of q and of the weights (AVX2): the tests derive their bound from these. */
 #include "cpu_kernels.h"
 #include "simd_avx2.h"
 
@@ -90,12 +91,6 @@ static void attend(float *out, const float *q, const void *k_cache, const void *
 #if defined(__x86_64__) || defined(__i386__)
 #define AVX2 TW_AVX2
 
-AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* A cache row as fp32: a pointer into an f32 cache, or converted (F16C) into buf; the tail
  * past a multiple of 8 elements is converted one by one. */
@@ -110,91 +105,137 @@ AVX2 static const float *cache_row_avx2(const void *cache, tw_dtype ct, int64_t 
     return buf;
 }
 
-#define JB 32 /* positions per block of the AVX2 kernel */
+/* ---- AVX2: llama.cpp's arithmetic ----------------------------------------------------------
+ *
+ * A 135M model turns a difference of one ulp in attention into different greedy tokens a few
+ * dozen steps later, so the AVX2 kernel computes what llama.cpp's CPU backend computes (its
+ * attention without flash attention, which is what the golden data of tests/data/llama/ were
+ * made with), bit for bit:
+ *   - with an f16 cache, q is rounded to f16 (the K.Q product runs in f16 x f16 there) and so
+ *     are the normalized softmax weights (the V product likewise); an f32 cache rounds nothing;
+ *   - scores: s_j = (q . k_j) * scale; m = max_j s_j; e_j = tw_exp8(s_j - m) (ggml's expf);
+ *     sum = fp64 sum over groups of 8 positions of their fp32 8-lane sums; p_j = e_j * (float)
+ *     (1 / sum) (a normalized softmax, not an online one);
+ *   - both products (q . k_j over head_dim, sum_j p_j v_j over positions) are summed in one of
+ *     the two orders of ggml's kernels: BATCH (tinyBLAS, which llama.cpp uses when the batch
+ *     has >= 2 tokens): one chain per lane (term index % 8, fma in index order), then
+ *     ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)); SINGLE (ggml_vec_dot, one token): one
+ *     chain per index % 32, then with y_l = (c_l + c_16+l) + (c_8+l + c_24+l) and t_k = y_k +
+ *     y_k+4: (t0 + t1) + (t2 + t3), plus the terms past a multiple of 32 in fp64.
+ * A token uses BATCH when its sequence has two or more tokens in the call (a prompt chunk) and
+ * SINGLE otherwise (a decode step): the choice depends on the token's own sequence only, so a
+ * sequence gets the same bits alone and in any batch. (llama.cpp decides by the size of the
+ * whole batch; the two agree for one sequence, which is what the golden data hold.) Positions
+ * a query does not see contribute exact zeros in llama.cpp, so they are simply skipped here.
+ * BATCH needs head_dim % 8 == 0 for q . k (as tinyBLAS does); otherwise q . k uses SINGLE. */
 
-/* As attend(), in blocks of JB positions: the scores of a block for every head of the group
- * (8-lane dot products: lanes of head_dim/8 terms, the tail in order, the fixed horizontal
- * sum), then one online-softmax step per block (the block maximum; o and l rescaled at most
- * once per block), then the weighted V rows added to o in registers, 64 columns at a time.
- * The K and V rows of a block are converted (f16) or pointed at (f32) once for the group. */
+/* tinyBLAS's horizontal sum of one 8-lane chain vector. */
+AVX2 static inline float hsum_batch(__m256 c) {
+    __m128 t = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
+    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_add_ss(t, _mm_movehdup_ps(t));
+    return _mm_cvtss_f32(t);
+}
+
+/* ggml_vec_dot's reduction of its four 8-lane chain vectors. */
+AVX2 static inline float hsum_single(__m256 x0, __m256 x1, __m256 x2, __m256 x3) {
+    x0 = _mm256_add_ps(x0, x2);
+    x1 = _mm256_add_ps(x1, x3);
+    x0 = _mm256_add_ps(x0, x1);
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps(x0, 1));
+    t = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(_mm_hadd_ps(t, t));
+}
+
+/* q . k over d terms in the given order (q already rounded as the cache type asks). */
+AVX2 static inline float dot_ordered(const float *q, const float *k, int64_t d, int batch) {
+    if (batch && d % 8 == 0) {
+        __m256 c = _mm256_setzero_ps();
+        for (int64_t i = 0; i < d; i += 8) c = _mm256_fmadd_ps(_mm256_loadu_ps(k + i), _mm256_loadu_ps(q + i), c);
+        return hsum_batch(c);
+    }
+    __m256 x[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t np = d / 32 * 32, i = 0;
+    for (; i < np; i += 32)
+        for (int a = 0; a < 4; a++)
+            x[a] = _mm256_fmadd_ps(_mm256_loadu_ps(k + i + 8 * a), _mm256_loadu_ps(q + i + 8 * a), x[a]);
+    double s = hsum_single(x[0], x[1], x[2], x[3]);
+    for (; i < d; i++) s += (double)(k[i] * q[i]);
+    return (float)s;
+}
+
+/* One token t, the ng query heads h0.. of kv head kh. work: (ng, len) scores then weights,
+ * plus (32, head_dim) chain accumulators. */
 AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, const void *v_cache,
                              const int32_t *bt, int64_t len, int64_t t, int64_t kh, int64_t h0,
-                             int64_t ng, const tw_attn_shape *s) {
-    int64_t d = s->head_dim, d8 = d / 8 * 8;
-    float o[MAX_GROUP][1024];
-    float m[MAX_GROUP], l[MAX_GROUP], p[MAX_GROUP][JB];
-    const float *vrows[JB];
-    float *vbuf = NULL, kbuf[1024];
+                             int64_t ng, const tw_attn_shape *s, int batch, float *work) {
+    const int64_t d = s->head_dim, d8 = d / 8 * 8;
+    const int f16 = s->ct == TW_DTYPE_F16;
+    float *sc = work;                /* (ng, len) */
+    float *acc = work + ng * len;    /* (32, d): chain accumulators of sum_j p_j v_j */
+    float qh[MAX_GROUP][1024], kbuf[1024], vbuf[1024];
     for (int64_t g = 0; g < ng; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0;
-        memset(o[g], 0, (size_t)d * sizeof(float));
+        const float *qr = q + (t * s->n_head + h0 + g) * d; /* (head_dim) */
+        for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? tw_f16_to_f32(tw_f32_to_f16(qr[i])) : qr[i];
     }
-    if (s->ct == TW_DTYPE_F16) {
-        vbuf = tw_malloc((size_t)(JB * d) * sizeof(float)); /* (JB, head_dim) */
-        TW_ASSERT(vbuf); /* JB * 1024 floats: 128 KiB */
+    for (int64_t j = 0; j < len; j++) {
+        int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
+        const float *kr = cache_row_avx2(k_cache, s->ct, slot, kh, s, kbuf); /* (head_dim) */
+        for (int64_t g = 0; g < ng; g++) sc[g * len + j] = dot_ordered(qh[g], kr, d, batch) * s->scale;
     }
-    for (int64_t j0 = 0; j0 < len; j0 += JB) {
-        int nj = len - j0 < JB ? (int)(len - j0) : JB;
-        for (int jj = 0; jj < nj; jj++) {
-            int64_t j = j0 + jj;
+    const int nch = batch ? 8 : 32; /* chains of the V product */
+    for (int64_t g = 0; g < ng; g++) {
+        float *sg = sc + g * len; /* (len): scores, then weights */
+        float m = -INFINITY;
+        for (int64_t j = 0; j < len; j++) m = sg[j] > m ? sg[j] : m;
+        double sum = 0;
+        __m256 vm = _mm256_set1_ps(m);
+        int64_t j = 0;
+        for (; j + 8 <= len; j += 8) {
+            __m256 e = tw_exp8(_mm256_sub_ps(_mm256_loadu_ps(sg + j), vm));
+            _mm256_storeu_ps(sg + j, e);
+            sum += (double)hsum_batch(e);
+        }
+        if (j < len) { /* the last group: the positions past len are masked (e = 0) */
+            float tmp[8];
+            for (int l = 0; l < 8; l++) tmp[l] = j + l < len ? sg[j + l] - m : -INFINITY;
+            __m256 e = tw_exp8(_mm256_loadu_ps(tmp));
+            _mm256_storeu_ps(tmp, e);
+            for (int l = 0; j + l < len; l++) sg[j + l] = tmp[l];
+            sum += (double)hsum_batch(e);
+        }
+        float inv = (float)(1.0 / sum);
+        for (j = 0; j < len; j++) {
+            float p = sg[j] * inv;
+            sg[j] = f16 ? tw_f16_to_f32(tw_f32_to_f16(p)) : p;
+        }
+        /* sum_j p_j v_j, chain (j % nch) per output element, vectorized over the elements. */
+        memset(acc, 0, (size_t)(nch * d) * sizeof(float));
+        for (j = 0; j < len; j++) {
             int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
-            const float *kr = cache_row_avx2(k_cache, s->ct, slot, kh, s, kbuf); /* (head_dim) */
-            vrows[jj] = cache_row_avx2(v_cache, s->ct, slot, kh, s, vbuf ? vbuf + jj * d : NULL);
-            for (int64_t g = 0; g < ng; g++) {
-                const float *qr = q + (t * s->n_head + h0 + g) * d; /* (head_dim) */
-                __m256 a = _mm256_setzero_ps();
-                int64_t i = 0;
-                for (; i < d8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + i), _mm256_loadu_ps(kr + i), a);
-                float dot = hsum8(a);
-                for (; i < d; i++) dot += qr[i] * kr[i];
-                p[g][jj] = dot * s->scale;
-            }
-        }
-        for (int64_t g = 0; g < ng; g++) {
-            float bm = p[g][0];
-            for (int jj = 1; jj < nj; jj++) bm = p[g][jj] > bm ? p[g][jj] : bm;
-            if (bm > m[g]) {
-                float r = expf(m[g] - bm); /* 0 for the first block (m = -inf) */
-                l[g] *= r;
-                __m256 r8 = _mm256_set1_ps(r);
-                int64_t i = 0;
-                for (; i < d8; i += 8) _mm256_storeu_ps(o[g] + i, _mm256_mul_ps(_mm256_loadu_ps(o[g] + i), r8));
-                for (; i < d; i++) o[g][i] *= r;
-                m[g] = bm;
-            }
-            for (int jj = nj; jj < JB; jj++) p[g][jj] = -INFINITY; /* past the end: e^-inf = 0 */
-            __m256 mg = _mm256_set1_ps(m[g]);
-            for (int jj = 0; jj < JB; jj += 8)
-                _mm256_storeu_ps(p[g] + jj, tw_exp8(_mm256_sub_ps(_mm256_loadu_ps(p[g] + jj), mg)));
-            for (int jj = 0; jj < nj; jj++) l[g] += p[g][jj];
-            /* o += sum_jj p_jj v_jj, 64 columns (8 registers) at a time, positions in order. */
+            const float *vr = cache_row_avx2(v_cache, s->ct, slot, kh, s, vbuf); /* (head_dim) */
+            float *c = acc + (j % nch) * d;
+            __m256 p8 = _mm256_set1_ps(sg[j]);
             int64_t i = 0;
-            for (; i + 64 <= d8; i += 64) {
-                __m256 acc[8];
-                for (int c = 0; c < 8; c++) acc[c] = _mm256_loadu_ps(o[g] + i + 8 * c);
-                for (int jj = 0; jj < nj; jj++) {
-                    __m256 pj = _mm256_set1_ps(p[g][jj]);
-                    for (int c = 0; c < 8; c++)
-                        acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vrows[jj] + i + 8 * c), acc[c]);
-                }
-                for (int c = 0; c < 8; c++) _mm256_storeu_ps(o[g] + i + 8 * c, acc[c]);
-            }
-            for (; i < d8; i += 8) {
-                __m256 acc = _mm256_loadu_ps(o[g] + i);
-                for (int jj = 0; jj < nj; jj++)
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(p[g][jj]), _mm256_loadu_ps(vrows[jj] + i), acc);
-                _mm256_storeu_ps(o[g] + i, acc);
-            }
-            for (; i < d; i++)
-                for (int jj = 0; jj < nj; jj++) o[g][i] += p[g][jj] * vrows[jj][i];
+            for (; i < d8; i += 8)
+                _mm256_storeu_ps(c + i, _mm256_fmadd_ps(_mm256_loadu_ps(vr + i), p8, _mm256_loadu_ps(c + i)));
+            for (; i < d; i++) c[i] = fmaf(vr[i], sg[j], c[i]);
         }
-    }
-    tw_free(vbuf);
-    for (int64_t g = 0; g < ng; g++) {
-        float *orow = out + (t * s->n_head + h0 + g) * d; /* (head_dim) */
-        float inv = 1.0f / l[g];
-        for (int64_t i = 0; i < d; i++) orow[i] = o[g][i] * inv;
+        float *o = out + (t * s->n_head + h0 + g) * d; /* (head_dim) */
+        for (int64_t i = 0; i < d; i++) {
+            const float *c = acc + i; /* chain l of element i at c[l * d] */
+#define C(l) c[(l) * d]
+            if (batch) {
+                float t0 = C(4) + C(0), t1 = C(5) + C(1), t2 = C(6) + C(2), t3 = C(7) + C(3);
+                o[i] = (t0 + t2) + (t1 + t3);
+            } else {
+                float y[8];
+                for (int l = 0; l < 8; l++) y[l] = (C(l) + C(16 + l)) + (C(8 + l) + C(24 + l));
+                float u0 = y[0] + y[4], u1 = y[1] + y[5], u2 = y[2] + y[6], u3 = y[3] + y[7];
+                o[i] = (u0 + u1) + (u2 + u3);
+            }
+#undef C
+        }
     }
 }
 #define TW_X86 1
@@ -210,21 +251,35 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
 #ifdef TW_X86
     avx2 = !force_portable && tw_cpu_has_avx2_fma();
 #endif
+    /* BATCH or SINGLE order per token (see above): tokens per sequence in this call. */
+    int64_t n_seq = 0;
+    for (int64_t t = 0; t < s->n_tok; t++) n_seq = tok_seq[t] + 1 > n_seq ? tok_seq[t] + 1 : n_seq;
+    int32_t *per_seq = avx2 ? tw_calloc((size_t)n_seq, sizeof(int32_t)) : NULL;
+    if (avx2 && !per_seq) avx2 = 0; /* no memory: the portable kernel needs none */
+    for (int64_t t = 0; avx2 && t < s->n_tok; t++) per_seq[tok_seq[t]]++;
+    int64_t max_len = s->max_blocks * s->page_size;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(tw_threads_get()) if (n_tasks > 1)
     for (int64_t task = 0; task < n_tasks; task++) {
         int64_t t = task / s->n_kv_head, kh = task % s->n_kv_head;
         const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
+        int64_t len = (int64_t)tok_pos[t] + 1;
+        float *work = NULL;
+#ifdef TW_X86
+        if (avx2) work = tw_malloc((size_t)(MAX_GROUP * (len < max_len ? len : max_len) + 32 * s->head_dim) * sizeof(float));
+#endif
         for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP) {
             int64_t ng = group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP;
-            int64_t len = (int64_t)tok_pos[t] + 1;
 #ifdef TW_X86
-            if (avx2)
-                attend_avx2(out, q, k_cache, v_cache, bt, len, t, kh, kh * group + g0, ng, s);
+            if (work)
+                attend_avx2(out, q, k_cache, v_cache, bt, len, t, kh, kh * group + g0, ng, s,
+                            per_seq[tok_seq[t]] >= 2, work);
             else
 #endif
                 attend(out, q, k_cache, v_cache, bt, len, t, kh, kh * group + g0, ng, s);
         }
+        tw_free(work);
     }
+    tw_free(per_seq);
 }
 
 void tw_cpu_attention(float *out, const float *q, const void *k_cache, const void *v_cache,

@@ -3,6 +3,10 @@
  * checks that the OS saves the wide registers, so a "yes" here means the variant can run. */
 #include "cpu_kernels.h"
 
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
 tw_cpu_features tw_cpu_features_get(void) {
     tw_cpu_features f = {0, 0, 0};
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -14,7 +18,19 @@ tw_cpu_features tw_cpu_features_get(void) {
     return f;
 }
 
+/* TWIN_CPU_PORTABLE=1 in the environment switches every SIMD variant off (read once per
+ * process: a one-time init), so that a whole program can be checked on the portable kernels
+ * (STYLE.md: every optimization can be switched off for testing). */
+static pthread_once_t portable_once = PTHREAD_ONCE_INIT;
+static int portable_forced;
+
+static void portable_init(void) {
+    const char *e = getenv("TWIN_CPU_PORTABLE");
+    portable_forced = e && *e && strcmp(e, "0") != 0;
+}
+
 int tw_cpu_has_avx2_fma(void) {
+    pthread_once(&portable_once, portable_init);
     tw_cpu_features f = tw_cpu_features_get();
-    return f.avx2 && f.fma;
+    return f.avx2 && f.fma && !portable_forced;
 }

@@ -17,7 +17,7 @@
 
 #include "kernels.h"
 
-/* 1 when the AVX2+FMA variants can run on this machine. */
+/* 1 when the AVX2+FMA variants can run on this machine (and TWIN_CPU_PORTABLE is not set). */
 int tw_cpu_has_avx2_fma(void);
 
 /* y = a + b.   y, a, b: (n); y may alias a or b. */

@@ -150,15 +150,12 @@ AVX2 INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The min term of one output, sum_b mw_b * s_b, in a fixed order (8 lanes over blocks, the
- * fixed horizontal sum, then the tail in order). mw: the weight row's mins as fp32, s: the
- * x row's Q8_1 sums, both (nb). */
+/* The min term of one output, sum_b mw_b * s_b, as ggml's AVX2 Q4_1/Q5_1 dot products form it
+ * (a sequential fp32 sum over the blocks with one fma each), so that the output has llama.cpp's
+ * bits. mw: the weight row's mins as fp32, s: the x row's Q8_1 sums, both (nb). */
 AVX2 INLINE float min_dot(const float *mw, const float *s, int64_t nb) {
-    __m256 a = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 8 <= nb; b += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(mw + b), _mm256_loadu_ps(s + b), a);
-    float v = hsum8(a);
-    for (; b < nb; b++) v += mw[b] * s[b];
+    float v = 0;
+    for (int64_t b = 0; b < nb; b++) v = __builtin_fmaf(mw[b], s[b], v);
     return v;
 }
 

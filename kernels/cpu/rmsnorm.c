@@ -1,11 +1,13 @@
 /* rmsnorm.c: the optimized CPU kernels of TW_OP_RMSNORM (kernels.h): a portable C variant, an
  * AVX2+FMA variant chosen at run time, and OpenMP over rows.
  *
- * Precision: the sum of squares accumulates in fp32 over several independent partial sums
- * (4 in portable C, 8 lanes x 2 registers with AVX2), which are then added together; the
- * scale and the products are fp32. Each partial sum adds about n/lanes terms, so the worst
- * relative error grows like (n/lanes) * 2^-24 (all terms are >= 0, so there is no
- * cancellation); the tests derive their bound from this. */
+ * Arithmetic (llama.cpp's, so that twin's activations are its bits): each square is an fp32
+ * product, the squares are summed in fp64 (any order: an fp64 sum of a row's fp32 squares
+ * carries far more bits than the fp32 mean keeps, so the order almost never shows), the mean
+ * is rounded to fp32, scale = 1 / sqrtf(mean + eps) in fp32, and y = (x * scale) * w.
+ * Precision: the squares' roundings (u each, all terms >= 0) and the fp32 mean, +eps, sqrt,
+ * reciprocal and two products: within (n/4 + ...) u of the reference as the tests' bound
+ * allows, in practice a few u. */
 #include "cpu_kernels.h"
 
 #include <math.h>
@@ -17,17 +19,15 @@
 
 /* One row. y, x: (n), w: (n). */
 static void row_portable(float *y, const float *x, const float *w, int64_t n, float eps) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    double s0 = 0, s1 = 0;
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i] * x[i];
-        s1 += x[i + 1] * x[i + 1];
-        s2 += x[i + 2] * x[i + 2];
-        s3 += x[i + 3] * x[i + 3];
+    for (; i + 2 <= n; i += 2) {
+        s0 += (double)(x[i] * x[i]);
+        s1 += (double)(x[i + 1] * x[i + 1]);
     }
-    for (; i < n; i++) s0 += x[i] * x[i];
-    float ss = (s0 + s1) + (s2 + s3);
-    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (; i < n; i++) s0 += (double)(x[i] * x[i]);
+    float mean = (float)((s0 + s1) / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
     for (i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
@@ -40,35 +40,25 @@ void tw_cpu_rmsnorm_f32_portable(float *y, const float *x, const float *w, int64
 /* Mask for the last n % 8 elements of a row: mask_tab + 8 - rem has `rem` leading -1s. */
 static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
-__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 __attribute__((target("avx2,fma"))) static void row_avx2(float *y, const float *x,
                                                          const float *w, int64_t n, float eps) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-        a0 = _mm256_fmadd_ps(v0, v0, a0);
-        a1 = _mm256_fmadd_ps(v1, v1, a1);
-    }
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(v, v, a0);
+        __m256 sq = _mm256_mul_ps(v, v); /* fp32 squares, as llama.cpp forms them */
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
     }
+    __m256d a = _mm256_add_pd(a0, a1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
     int rem = (int)(n - i);
-    __m256i m = _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - rem));
-    if (rem) {
-        __m256 v = _mm256_maskload_ps(x + i, m); /* masked lanes read nothing and give 0 */
-        a1 = _mm256_fmadd_ps(v, v, a1);
-    }
-    float ss = hsum8(_mm256_add_ps(a0, a1));
-    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t j = i; j < n; j++) ss += (double)(x[j] * x[j]);
+    float mean = (float)(ss / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
     __m256 vs = _mm256_set1_ps(scale);
+    __m256i m = _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - rem));
     for (i = 0; i + 8 <= n; i += 8) {
         __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(v, _mm256_loadu_ps(w + i)));
