@@ -387,7 +387,10 @@ static void bi_run_llama(const char *bin, const char *path, const bi_opts *o, co
                     char fa_s[32];
                     if (tw_json_is_string(fa)) snprintf(fa_s, sizeof fa_s, "%s", tw_json_str(fa));
                     else if (tw_json_is_bool(fa)) snprintf(fa_s, sizeof fa_s, "%s", tw_json_bool(fa, 0) ? "on" : "off");
-                    else snprintf(fa_s, sizeof fa_s, "%g", tw_json_num(fa, -1));
+                    else { /* llama_flash_attn_type: -1 auto (on where the backend has it), 0, 1 */
+                        double v = tw_json_num(fa, -2);
+                        snprintf(fa_s, sizeof fa_s, "%s", v == -1 ? "auto" : v == 0 ? "off" : v == 1 ? "on" : "?");
+                    }
                     snprintf(desc, desc_cap, "build %s (%s), backend %s, flash_attn %s, K/V %s/%s",
                              tw_json_get_str(j, "build_commit", "?"),
                              tw_json_get_str(j, "cpu_info", "?"), tw_json_get_str(j, "backends", "?"),
