@@ -164,24 +164,53 @@ AVX2 static inline float dot_ordered(const float *q, const float *k, int64_t d, 
     return (float)s;
 }
 
+/* BATCH-order dot products of q with 4 K rows at once (4 independent chains, each in the
+ * order dot_ordered uses). d % 8 == 0. */
+AVX2 static inline void dot4_batch(const float *q, const float *k0, const float *k1,
+                                   const float *k2, const float *k3, int64_t d, float *out) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+    for (int64_t i = 0; i < d; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        c0 = _mm256_fmadd_ps(_mm256_loadu_ps(k0 + i), qv, c0);
+        c1 = _mm256_fmadd_ps(_mm256_loadu_ps(k1 + i), qv, c1);
+        c2 = _mm256_fmadd_ps(_mm256_loadu_ps(k2 + i), qv, c2);
+        c3 = _mm256_fmadd_ps(_mm256_loadu_ps(k3 + i), qv, c3);
+    }
+    out[0] = hsum_batch(c0), out[1] = hsum_batch(c1), out[2] = hsum_batch(c2), out[3] = hsum_batch(c3);
+}
+
 /* One token t, the ng query heads h0.. of kv head kh. work: (ng, len) scores then weights,
- * plus (32, head_dim) chain accumulators. */
+ * (32, head_dim) chain accumulators, (len, head_dim) K and V rows as fp32 (f16 caches). */
 AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, const void *v_cache,
                              const int32_t *bt, int64_t len, int64_t t, int64_t kh, int64_t h0,
-                             int64_t ng, const tw_attn_shape *s, int batch, float *work) {
+                             int64_t ng, const tw_attn_shape *s, int batch, void *work) {
     const int64_t d = s->head_dim, d8 = d / 8 * 8;
     const int f16 = s->ct == TW_DTYPE_F16;
-    float *sc = work;                /* (ng, len) */
-    float *acc = work + ng * len;    /* (32, d): chain accumulators of sum_j p_j v_j */
-    float qh[MAX_GROUP][1024], kbuf[1024], vbuf[1024];
+    const float **krow = (const float **)work; /* (len): pointers first, for their alignment */
+    const float **vrow = krow + len;           /* (len) */
+    float *sc = (float *)(vrow + len);         /* (ng, len) */
+    float *acc = sc + ng * len;                /* (32, d): chain accumulators of sum_j p_j v_j */
+    float *kconv = acc + 32 * d;               /* (len, d): K rows as fp32 (f16 caches) */
+    float *vconv = kconv + len * d;            /* (len, d): V rows as fp32 (f16 caches) */
+    float qh[MAX_GROUP][1024];
     for (int64_t g = 0; g < ng; g++) {
         const float *qr = q + (t * s->n_head + h0 + g) * d; /* (head_dim) */
-        for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? tw_f16_to_f32(tw_f32_to_f16(qr[i])) : qr[i];
+        for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? _cvtsh_ss(_cvtss_sh(qr[i], 0)) : qr[i];
     }
     for (int64_t j = 0; j < len; j++) {
         int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
-        const float *kr = cache_row_avx2(k_cache, s->ct, slot, kh, s, kbuf); /* (head_dim) */
-        for (int64_t g = 0; g < ng; g++) sc[g * len + j] = dot_ordered(qh[g], kr, d, batch) * s->scale;
+        krow[j] = cache_row_avx2(k_cache, s->ct, slot, kh, s, kconv + j * d);
+        vrow[j] = cache_row_avx2(v_cache, s->ct, slot, kh, s, vconv + j * d);
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t j = 0;
+        if (batch && d % 8 == 0)
+            for (; j + 4 <= len; j += 4) {
+                float dots[4];
+                dot4_batch(qh[g], krow[j], krow[j + 1], krow[j + 2], krow[j + 3], d, dots);
+                for (int l = 0; l < 4; l++) sc[g * len + j + l] = dots[l] * s->scale;
+            }
+        for (; j < len; j++) sc[g * len + j] = dot_ordered(qh[g], krow[j], d, batch) * s->scale;
     }
     const int nch = batch ? 8 : 32; /* chains of the V product */
     for (int64_t g = 0; g < ng; g++) {
@@ -205,15 +234,54 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
             sum += (double)hsum_batch(e);
         }
         float inv = (float)(1.0 / sum);
-        for (j = 0; j < len; j++) {
-            float p = sg[j] * inv;
-            sg[j] = f16 ? tw_f16_to_f32(tw_f32_to_f16(p)) : p;
+        __m256 inv8 = _mm256_set1_ps(inv);
+        for (j = 0; j + 8 <= len; j += 8) {
+            __m256 p = _mm256_mul_ps(_mm256_loadu_ps(sg + j), inv8);
+            if (f16) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT));
+            _mm256_storeu_ps(sg + j, p);
         }
-        /* sum_j p_j v_j, chain (j % nch) per output element, vectorized over the elements. */
+        for (; j < len; j++) {
+            float p = sg[j] * inv;
+            sg[j] = f16 ? _cvtsh_ss(_cvtss_sh(p, 0)) : p; /* round to nearest even, as F16C does */
+        }
+        float *o = out + (t * s->n_head + h0 + g) * d; /* (head_dim) */
+        if (batch) {
+            /* BATCH: the 8 chains of 8 output elements in registers, positions in order. */
+            int64_t i = 0;
+            for (; i < d8; i += 8) {
+                __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0,
+                       c6 = c0, c7 = c0;
+#define STEP(cl, jj) cl = _mm256_fmadd_ps(_mm256_loadu_ps(vrow[jj] + i), _mm256_set1_ps(sg[jj]), cl)
+                for (j = 0; j + 8 <= len; j += 8) {
+                    STEP(c0, j), STEP(c1, j + 1), STEP(c2, j + 2), STEP(c3, j + 3);
+                    STEP(c4, j + 4), STEP(c5, j + 5), STEP(c6, j + 6), STEP(c7, j + 7);
+                }
+                /* the last < 8 positions go to chains 0.. in order */
+                if (j < len) STEP(c0, j);
+                if (j + 1 < len) STEP(c1, j + 1);
+                if (j + 2 < len) STEP(c2, j + 2);
+                if (j + 3 < len) STEP(c3, j + 3);
+                if (j + 4 < len) STEP(c4, j + 4);
+                if (j + 5 < len) STEP(c5, j + 5);
+                if (j + 6 < len) STEP(c6, j + 6);
+#undef STEP
+                __m256 t0 = _mm256_add_ps(c4, c0), t1 = _mm256_add_ps(c5, c1);
+                __m256 t2 = _mm256_add_ps(c6, c2), t3 = _mm256_add_ps(c7, c3);
+                _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
+            }
+            for (; i < d; i++) {
+                float c[8] = {0};
+                for (j = 0; j < len; j++) c[j % 8] = fmaf(vrow[j][i], sg[j], c[j % 8]);
+                float t0 = c[4] + c[0], t1 = c[5] + c[1], t2 = c[6] + c[2], t3 = c[7] + c[3];
+                o[i] = (t0 + t2) + (t1 + t3);
+            }
+            continue;
+        }
+        /* SINGLE: sum_j p_j v_j, chain (j % 32) per output element, vectorized over the
+         * elements, the chains in memory. */
         memset(acc, 0, (size_t)(nch * d) * sizeof(float));
         for (j = 0; j < len; j++) {
-            int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
-            const float *vr = cache_row_avx2(v_cache, s->ct, slot, kh, s, vbuf); /* (head_dim) */
+            const float *vr = vrow[j]; /* (head_dim) */
             float *c = acc + (j % nch) * d;
             __m256 p8 = _mm256_set1_ps(sg[j]);
             int64_t i = 0;
@@ -221,19 +289,13 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
                 _mm256_storeu_ps(c + i, _mm256_fmadd_ps(_mm256_loadu_ps(vr + i), p8, _mm256_loadu_ps(c + i)));
             for (; i < d; i++) c[i] = fmaf(vr[i], sg[j], c[i]);
         }
-        float *o = out + (t * s->n_head + h0 + g) * d; /* (head_dim) */
         for (int64_t i = 0; i < d; i++) {
             const float *c = acc + i; /* chain l of element i at c[l * d] */
 #define C(l) c[(l) * d]
-            if (batch) {
-                float t0 = C(4) + C(0), t1 = C(5) + C(1), t2 = C(6) + C(2), t3 = C(7) + C(3);
-                o[i] = (t0 + t2) + (t1 + t3);
-            } else {
-                float y[8];
-                for (int l = 0; l < 8; l++) y[l] = (C(l) + C(16 + l)) + (C(8 + l) + C(24 + l));
-                float u0 = y[0] + y[4], u1 = y[1] + y[5], u2 = y[2] + y[6], u3 = y[3] + y[7];
-                o[i] = (u0 + u1) + (u2 + u3);
-            }
+            float y[8];
+            for (int l = 0; l < 8; l++) y[l] = (C(l) + C(16 + l)) + (C(8 + l) + C(24 + l));
+            float u0 = y[0] + y[4], u1 = y[1] + y[5], u2 = y[2] + y[6], u3 = y[3] + y[7];
+            o[i] = (u0 + u1) + (u2 + u3);
 #undef C
         }
     }
@@ -263,9 +325,13 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
         int64_t t = task / s->n_kv_head, kh = task % s->n_kv_head;
         const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
         int64_t len = (int64_t)tok_pos[t] + 1;
-        float *work = NULL;
+        void *work = NULL;
 #ifdef TW_X86
-        if (avx2) work = tw_malloc((size_t)(MAX_GROUP * (len < max_len ? len : max_len) + 32 * s->head_dim) * sizeof(float));
+        if (avx2) {
+            int64_t l1 = len < max_len ? len : max_len; /* scores, chains, K and V rows, pointers */
+            work = tw_malloc((size_t)(MAX_GROUP * l1 + 32 * s->head_dim + 2 * l1 * s->head_dim) *
+                                 sizeof(float) + (size_t)(2 * l1) * sizeof(float *));
+        }
 #endif
         for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP) {
             int64_t ng = group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP;
