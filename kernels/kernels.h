@@ -80,8 +80,10 @@ extern "C" {
  *                                             rne(iscale * x)); bsums of 16), as ggml
  *                    Quantized products are exact integer sums per block, scaled in fp32; the
  *                    reference forms the same per-block products in fp64. CPU (AVX2): the
- *                    block sums accumulate as ggml's AVX2 dot products do, so every output has
- *                    llama.cpp's bits. k must be a multiple
+ *                    block sums accumulate as ggml's AVX2 dot products do, so outputs have
+ *                    llama.cpp's bits where it uses those (Q4_1, Q5_1, and one-token products
+ *                    of weights it does not repack; its repacked, llamafile and tiled kernels
+ *                    sum in other orders). k must be a multiple
  *                    of the weight type's block size (32 or 256). y must not overlap x, W, bias.
  *   TW_OP_LAYERNORM  y[r,i] = (x[r,i] - mean(x[r,:])) / sqrt(var(x[r,:]) + eps) * w[i] + b[i]
  *                    x, y: (rows, n); w, b: (n) or absent (w absent: 1, b absent: 0); var is

@@ -101,6 +101,10 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype wt, 
                           int64_t m, int64_t k, int64_t n_out, int force_portable);
 tw_status tw_cpu_matmul_f(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
                           int64_t m, int64_t k, int64_t n_out, int force_portable);
+/* Q4_K and Q6_K with AVX2 (matmul_k.c); tw_cpu_matmul_k_supported says when it can run. */
+int tw_cpu_matmul_k_supported(tw_dtype wt);
+tw_status tw_cpu_matmul_k(float *y, const float *x, const void *w, tw_dtype wt, const float *bias,
+                          int64_t m, int64_t k, int64_t n_out);
 
 /* LayerNorm.   y, x: (rows, n); w, b: (n) or NULL. */
 void tw_ref_layernorm_f32(float *y, const float *x, const float *w, const float *b, int64_t rows,

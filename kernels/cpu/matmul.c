@@ -94,6 +94,11 @@ tw_status tw_cpu_matmul_variant(float *y, const float *x, const void *w, tw_dtyp
     case TW_DTYPE_F32:
     case TW_DTYPE_F16:
     case TW_DTYPE_BF16: return tw_cpu_matmul_f(y, x, w, wt, bias, m, k, n_out, force_portable);
+    case TW_DTYPE_Q4_K:
+    case TW_DTYPE_Q6_K:
+        if (!force_portable && tw_cpu_matmul_k_supported(wt))
+            return tw_cpu_matmul_k(y, x, w, wt, bias, m, k, n_out);
+        return matmul_generic(y, x, w, wt, bias, m, k, n_out);
     default: return matmul_generic(y, x, w, wt, bias, m, k, n_out);
     }
 }
