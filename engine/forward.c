@@ -9,7 +9,8 @@
  *   Q    (T, n_head, head_dim)        K, V (T, n_kv_head, head_dim)
  *   ATT  (T, n_head, head_dim)        attention output
  *   G, U (T, n_ff)     MLP gate and up (GELU MLPs use G only)
- *   XO, XN (R, n_embd) rows of X whose logits are wanted, then normed
+ *   XO, XN (R, n_embd) the last layer works on the rows whose logits are wanted only: their
+ *                      residual rows and the attention / MLP outputs added to them
  *   LOG  (R, n_vocab)  logits
  *   IDS, POS, SLOT, SEQ (T) int32; WANT (R) int32
  *
@@ -159,8 +160,14 @@ static tw_status chunk_upload(tw_model *m, const tw_kv_cache *kv, chunk *c, int3
     return st;
 }
 
-/* One transformer block over the chunk's tokens (X in place). */
-static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk *c, int32_t l) {
+/* One transformer block over the chunk's tokens. Every layer but the last updates X (n rows) in
+ * place. The last layer (last = 1) only needs the rows whose logits are wanted: after writing
+ * every token's K/V it stops when there are none, and otherwise gathers the wanted rows of X
+ * and of the attention output after the output projection (where llama.cpp gathers them too)
+ * and finishes the block on those rows in XO; *out is where the final hidden rows are: X (all
+ * rows wanted) or XO (n_want rows). */
+static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk *c, int32_t l,
+                           int last, tw_ref *out) {
     const tw_model_hparams *hp = &m->hp;
     tw_backend *be = m->be;
     const int64_t n = c->n, d = hp->n_embd;
@@ -183,22 +190,35 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
     tw_ref kc = kv_cache_k(kv, l), vc = kv_cache_v(kv, l);
     TRY(tw_op_kv_write(be, kc, vc, kv->type, n_slots, K, V, act(m, TW_A_SLOT), n, hp->n_kv_head,
                        hp->head_dim));
+    *out = X;
+    if (last && c->n_want == 0) return TW_OK; /* nothing reads this layer's output */
     TRY(tw_op_attention(be, ATT, Q, kc, vc, kv->type, n_slots, tw_ref_at(m->bt, 0), c->n_rows,
                         c->max_blocks, kv->page_size, act(m, TW_A_SEQ), POS, n, hp->n_head,
                         hp->n_kv_head, hp->head_dim, 1.0f / sqrtf((float)hp->head_dim)));
     TRY(matmul(m, H, ATT, W(TW_W_O), W(TW_W_O_B), n));
-    TRY(tw_op_add(be, X, X, H, n * d));
-    TRY(norm(m, H, X, W(TW_W_FFN_NORM), W(TW_W_FFN_NORM_B), n));
-    if (m->arch->ffn == TW_FFN_SWIGLU) {
-        TRY(matmul(m, G, H, W(TW_W_GATE), NULL, n));
-        TRY(matmul(m, U, H, W(TW_W_UP), W(TW_W_UP_B), n));
-        TRY(tw_op_swiglu(be, G, G, U, n, hp->n_ff));
-    } else {
-        TRY(matmul(m, G, H, W(TW_W_UP), W(TW_W_UP_B), n));
-        TRY(tw_op_gelu(be, G, G, n * hp->n_ff, TW_GELU_TANH));
+    int64_t rows = n;
+    tw_ref R = X, A = H; /* residual rows and the rows added to them */
+    if (last && c->n_want < n) {
+        tw_ref WANT = act(m, TW_A_WANT);
+        R = act(m, TW_A_XO);
+        A = act(m, TW_A_XN);
+        rows = c->n_want;
+        TRY(tw_op_get_rows(be, R, X, TW_DTYPE_F32, n, WANT, rows, d));
+        TRY(tw_op_get_rows(be, A, H, TW_DTYPE_F32, n, WANT, rows, d));
     }
-    TRY(matmul(m, H, G, W(TW_W_DOWN), W(TW_W_DOWN_B), n));
-    TRY(tw_op_add(be, X, X, H, n * d));
+    TRY(tw_op_add(be, R, R, A, rows * d));
+    TRY(norm(m, A, R, W(TW_W_FFN_NORM), W(TW_W_FFN_NORM_B), rows));
+    if (m->arch->ffn == TW_FFN_SWIGLU) {
+        TRY(matmul(m, G, A, W(TW_W_GATE), NULL, rows));
+        TRY(matmul(m, U, A, W(TW_W_UP), W(TW_W_UP_B), rows));
+        TRY(tw_op_swiglu(be, G, G, U, rows, hp->n_ff));
+    } else {
+        TRY(matmul(m, G, A, W(TW_W_UP), W(TW_W_UP_B), rows));
+        TRY(tw_op_gelu(be, G, G, rows * hp->n_ff, TW_GELU_TANH));
+    }
+    TRY(matmul(m, A, G, W(TW_W_DOWN), W(TW_W_DOWN_B), rows));
+    TRY(tw_op_add(be, R, R, A, rows * d));
+    *out = R;
 #undef W
     return TW_OK;
 }
@@ -219,12 +239,13 @@ static tw_status chunk_run(tw_model *m, const tw_kv_cache *kv, const chunk *c, f
         TRY(tw_op_get_rows(be, H, pe->ref, pe->type, pe->ne1, act(m, TW_A_POS), n, d));
         TRY(tw_op_add(be, X, X, H, n * d));
     }
-    for (int32_t l = 0; l < hp->n_layer; l++) TRY(block_run(m, kv, c, l));
+    tw_ref hid = X;
+    for (int32_t l = 0; l < hp->n_layer; l++) TRY(block_run(m, kv, c, l, l == hp->n_layer - 1, &hid));
     m->logit_rows = 0;
     if (c->n_want == 0) return TW_OK;
-    tw_ref XO = act(m, TW_A_XO), XN = act(m, TW_A_XN), LOG = act(m, TW_A_LOG);
-    TRY(tw_op_get_rows(be, XO, X, TW_DTYPE_F32, n, act(m, TW_A_WANT), c->n_want, d));
-    TRY(norm(m, XN, XO, &m->g[TW_W_OUT_NORM], &m->g[TW_W_OUT_NORM_B], c->n_want));
+    /* hid: the wanted rows (c->n_want of them, in chunk order) in X (all) or XO (gathered) */
+    tw_ref XN = act(m, TW_A_XN), LOG = act(m, TW_A_LOG);
+    TRY(norm(m, XN, hid, &m->g[TW_W_OUT_NORM], &m->g[TW_W_OUT_NORM_B], c->n_want));
     TRY(matmul(m, LOG, XN, &m->g[TW_W_OUTPUT], NULL, c->n_want));
     m->logit_rows = c->n_want;
     if (!logits) return TW_OK;
