@@ -371,7 +371,15 @@ static char *write_llama_gguf(const char *name, const lvariant *v) {
     return path;
 }
 
+/* shards 1: model.safetensors; 2: model-0000{1,2}-of-00002.safetensors (global tensors, then
+ * the layers) with model.safetensors.index.json, as transformers saves large models. */
+static char *write_llama_hf_sharded(const char *name, const lvariant *v, const char *model_type,
+                                    int shards);
 static char *write_llama_hf(const char *name, const lvariant *v, const char *model_type) {
+    return write_llama_hf_sharded(name, v, model_type, 1);
+}
+static char *write_llama_hf_sharded(const char *name, const lvariant *v, const char *model_type,
+                                    int shards) {
     char *dir = mkdir_in(name);
     tw_sb cfg;
     tw_sb_init(&cfg);
@@ -395,11 +403,17 @@ static char *write_llama_hf(const char *name, const lvariant *v, const char *mod
     write_text(dir, "tokenizer_config.json",
                "{\"chat_template\":[{\"name\":\"tool_use\",\"template\":\"T\"},"
                "{\"name\":\"default\",\"template\":\"{{ messages }}\"}]}");
-    st_writer *w = st_writer_new();
+    st_writer *ws[2] = {st_writer_new(), shards > 1 ? st_writer_new() : NULL};
+    static const char *const shard_name[2] = {"model-00001-of-00002.safetensors",
+                                             "model-00002-of-00002.safetensors"};
+    tw_sb index;
+    tw_sb_init(&index);
+    tw_sb_puts(&index, "{\"metadata\":{\"total_size\":0},\"weight_map\":{");
     uint16_t *bf[64];
     char names[64][80];
     int nb = 0;
     for (int l = -1; l < L_LAYER; l++) {
+        st_writer *w = ws[shards > 1 && l >= 0];
         int n = l < 0 ? N_LT_GLOBAL : N_LT_LAYER;
         for (int i = 0; i < n; i++) {
             const ltensor *t = l < 0 ? &lt_global[i] : &lt_layer[i];
@@ -411,13 +425,26 @@ static char *write_llama_hf(const char *name, const lvariant *v, const char *mod
             snprintf(names[nb], sizeof names[nb], t->hf, l);
             int64_t shape[2] = {t->rows, t->cols};
             CHECK_EQ_INT(st_writer_add_tensor(w, names[nb], ST_DTYPE_BF16, t->cols ? 2 : 1, shape, b), TW_OK);
+            tw_sb_printf(&index, "%s\"%s\":\"%s\"", nb ? "," : "", names[nb], shard_name[l >= 0]);
             bf[nb++] = b;
         }
     }
-    char *p = pjoin(dir, "model.safetensors");
-    CHECK_EQ_INT(st_writer_write(w, p), TW_OK);
-    tw_free(p);
-    st_writer_free(w);
+    tw_sb_puts(&index, "}}");
+    if (shards > 1) {
+        for (int i = 0; i < 2; i++) {
+            char *p = pjoin(dir, shard_name[i]);
+            CHECK_EQ_INT(st_writer_write(ws[i], p), TW_OK);
+            tw_free(p);
+        }
+        write_text(dir, "model.safetensors.index.json", tw_sb_str(&index));
+    } else {
+        char *p = pjoin(dir, "model.safetensors");
+        CHECK_EQ_INT(st_writer_write(ws[0], p), TW_OK);
+        tw_free(p);
+    }
+    tw_sb_free(&index);
+    st_writer_free(ws[0]);
+    st_writer_free(ws[1]);
     for (int i = 0; i < nb; i++) free(bf[i]);
     return dir;
 }
@@ -451,6 +478,10 @@ static void test_llama(void) {
     u.permute = 0;
     char *g2 = write_llama_gguf("llama-unpermuted.gguf", &u);
     CHECK(compare_files("llama GGUF without the permutation vs HF", g2, h) > 1e-2);
+    /* the same weights in two shards with an index */
+    char *hs = write_llama_hf_sharded("llama-hf-sharded", &v, "llama", 2);
+    CHECK(compare_files("llama HF one file vs two shards", h, hs) == 0);
+    tw_free(hs);
     /* mistral's config runs as llama */
     char *hm = write_llama_hf("mistral-hf", &v, "mistral");
     CHECK(compare_files("mistral HF vs llama GGUF", g, hm) <= ORDER_TOL);
