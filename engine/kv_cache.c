@@ -444,9 +444,9 @@ tw_status tw_kv_seq_reuse_prefix(tw_kv_cache *kv, int32_t seq, const int32_t *to
     if (s->len != 0)
         return tw_error(TW_ERR_ARG, "kv cache: prefix reuse needs an empty sequence (%d has %d tokens)",
                         (int)seq, (int)s->len);
-    if (n <= 1) return TW_OK;
+    if (n <= 2) return TW_OK;
     if (n > kv->n_ctx) n = kv->n_ctx;
-    int32_t max_pages = (n - 1) / kv->page_size;
+    int32_t max_pages = (n - 2) / kv->page_size;
     int32_t k = 0;
     uint64_t h = 0;
     /* Find first, then take: a failed reservation must leave the sequence empty. */

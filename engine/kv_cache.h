@@ -97,8 +97,11 @@ tw_status tw_kv_seq_truncate(tw_kv_cache *kv, int32_t seq, int32_t len);
 /* Prefix sharing: seq must be empty. Finds the longest chain of registered full pages whose
  * tokens equal tokens[0 .. k * page_size) and attaches them to seq (refcount + 1 each), so
  * the sequence starts with length k * page_size and the caller runs the forward from there.
- * At most (n - 1) / page_size pages are reused, so at least the last token is left to compute
- * (its logits are what the caller wants). *n_reused = k * page_size (0 when nothing matched).
+ * At most (n - 2) / page_size pages are reused, so at least the last two tokens are left to
+ * compute: the last one's logits are what the caller wants, and a prompt computed with two or
+ * more tokens takes the prompt summation order in attention (kernels.h), so a prompt that
+ * reuses pages made by another prompt gets the same bits as computing it all.
+ * *n_reused = k * page_size (0 when nothing matched).
  * TW_ERR_ARG when seq is not live or not empty. */
 tw_status tw_kv_seq_reuse_prefix(tw_kv_cache *kv, int32_t seq, const int32_t *tokens,
                                  int32_t n, int32_t *n_reused);

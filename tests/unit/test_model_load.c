@@ -334,6 +334,39 @@ static void test_chunking(void) {
     tw_model_free(chunked);
 }
 
+/* Prefix reuse: a second sequence with the same prompt reuses the first one's full pages and
+ * gets the same bits for its last token as computing the whole prompt (at least two tokens are
+ * left to compute, so they take the prompt order in attention); likewise with a longer prompt
+ * that starts with the first. */
+static void test_prefix_reuse(void) {
+    tw_model *m = NULL;
+    CHECK_EQ_INT(tw_model_load(base_path, be, NULL, &m), TW_OK);
+    if (!m) return;
+    tw_kv_cache *kv = NULL;
+    CHECK_EQ_INT(tw_kv_cache_new(m, 16, 16, &kv), TW_OK);
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = (i * 53 + 7) % 287;
+    static const int32_t lens[3] = {17, 20, 33};
+    for (int k = 0; k < 3 && kv; k++) {
+        int32_t n = lens[k], a, bseq, n_reused = -1;
+        float la[288], lb[288];
+        CHECK_EQ_INT(run_prompt(m, kv, toks, n, 0, la, &a), TW_OK);
+        CHECK_EQ_INT(tw_kv_seq_new(kv, &bseq), TW_OK);
+        CHECK_EQ_INT(tw_kv_seq_reuse_prefix(kv, bseq, toks, n, &n_reused), TW_OK);
+        CHECK_EQ_INT(n_reused, (n - 2) / 16 * 16);
+        int32_t seqs[40];
+        for (int i = 0; i < 40; i++) seqs[i] = bseq;
+        tw_batch b = {n - n_reused, toks + n_reused, NULL, seqs, NULL};
+        CHECK_EQ_INT(tw_model_forward(m, kv, &b, lb), TW_OK);
+        CHECK(memcmp(la, lb, sizeof la) == 0);
+        tw_kv_seq_free(kv, a);
+        tw_kv_seq_free(kv, bseq);
+    }
+    CHECK_EQ_INT(tw_kv_cache_stats(kv).prefix_hits_tokens, 0 + 16 + 16); /* 17 tokens reuse nothing */
+    tw_kv_cache_free(kv);
+    tw_model_free(m);
+}
+
 /* Every allocation of a load fails in turn. */
 static void test_alloc_failures(void) {
     int n_fail = 0;
@@ -379,6 +412,7 @@ int main(void) {
     RUN(test_refusals);
     RUN(test_accessors_and_forward_args);
     RUN(test_chunking);
+    RUN(test_prefix_reuse);
     RUN(test_alloc_failures);
     tw_backend_free(be);
     /* remove the copies */
