@@ -27,6 +27,9 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+#ifndef PREFETCH
+#define PREFETCH 4096 /* bytes ahead in the weight rows of a matvec: the rows stream from memory */
+#endif
 
 /* Block layouts (quant.h, ggml's): bytes per block, and where the quants start. */
 static int q_has_min(tw_dtype t) { return t == TW_DTYPE_Q4_1 || t == TW_DTYPE_Q5_1; }
@@ -150,14 +153,9 @@ AVX2 INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* The min term of one output, sum_b mw_b * s_b, as ggml's AVX2 Q4_1/Q5_1 dot products form it
- * (a sequential fp32 sum over the blocks with one fma each), so that the output has llama.cpp's
- * bits. mw: the weight row's mins as fp32, s: the x row's Q8_1 sums, both (nb). */
-AVX2 INLINE float min_dot(const float *mw, const float *s, int64_t nb) {
-    float v = 0;
-    for (int64_t b = 0; b < nb; b++) v = __builtin_fmaf(mw[b], s[b], v);
-    return v;
-}
+/* The min term of an output, sum_b mw_b * s_b, is formed as ggml's AVX2 Q4_1/Q5_1 dot products
+ * form it (a sequential fp32 sum over the blocks with one fma each), so that the output has
+ * llama.cpp's bits; mw: the weight row's mins as fp32, s: the x row's Q8_1 sums (nb). */
 
 /* One tile with compile-time MR, NR (always inlined into the instances below). xs: the Q8_1
  * sums of the MR rows (stride nb); mwbuf: room for NR * nb floats (types with a min). */
@@ -177,6 +175,7 @@ AVX2 INLINE void tile_avx2(tw_dtype t, const int MR, const int NR, float *y, int
 #pragma GCC unroll 4
         for (int c = 0; c < NR; c++) {
             const uint8_t *blk = w + (size_t)c * rb + (size_t)b * bb;
+            if (MR == 1) _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
             wq[c] = decode_avx2(t, blk);
             wa[c] = sgn ? _mm256_sign_epi8(wq[c], wq[c]) : wq[c];
             uint16_t h;
@@ -200,14 +199,34 @@ AVX2 INLINE void tile_avx2(tw_dtype t, const int MR, const int NR, float *y, int
             }
         }
     }
+    float v[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < NR; c++) {
-            float v = hsum8(acc[r][c]);
-            if (!sgn) v += min_dot(mwbuf + c * nb, xs + r * nb, nb);
-            y[r * ldy + c] = v + (bias ? bias[c] : 0.0f);
-        }
+        for (int c = 0; c < NR; c++) v[r][c] = hsum8(acc[r][c]);
+    if (!sgn) {
+        /* The min terms of the tile's outputs: MR * NR independent sequential chains (each as
+         * min_dot forms it), advanced together so that their fma latencies overlap. */
+        float sm[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int c = 0; c < NR; c++) sm[r][c] = 0.0f;
+        for (int64_t b = 0; b < nb; b++)
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+                for (int c = 0; c < NR; c++)
+                    sm[r][c] = __builtin_fmaf(mwbuf[c * nb + b], xs[r * nb + b], sm[r][c]);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+            for (int c = 0; c < NR; c++) v[r][c] += sm[r][c];
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NR; c++) y[r * ldy + c] = v[r][c] + (bias ? bias[c] : 0.0f);
 }
 
 /* Instances: one function per type with a switch over the tile shape, so that each shape is
