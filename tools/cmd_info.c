@@ -9,6 +9,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#ifndef TWIN_SANITIZERS
+#define TWIN_SANITIZERS "none"
+#endif
 #ifndef TWIN_BUILD_TYPE
 #define TWIN_BUILD_TYPE "unknown"
 #endif
@@ -63,6 +66,7 @@ int cmd_info(int argc, char **argv) {
 
     printf("twin: %s\n", TWIN_VERSION);
     printf("build: %s\n", TWIN_BUILD_TYPE);
+    printf("sanitizers: %s\n", TWIN_SANITIZERS); /* memory figures mean little under ASan */
     printf("compiler: %s\n", TW_COMPILER);
     printf("cuda compiled: %s (%s)\n", tw_cuda_compiled() ? "yes" : "no", tw_cuda_build_info());
     fflush(stdout); /* keep stdout and the fallback line on stderr in order on a terminal */

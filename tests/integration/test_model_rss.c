@@ -41,6 +41,8 @@ static double current_mb(void) {
 }
 
 int main(void) {
+    /* Under ASan the figure means nothing and the run costs minutes of CI: skip. */
+    if (TW_SANITIZED) TEST_SKIP("peak RSS is only measured in builds without sanitizers");
     const char *models = test_env("TWIN_MODELS");
     if (!models) TEST_SKIP("TWIN_MODELS is not set");
     tw_sb path;

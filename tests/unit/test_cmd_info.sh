@@ -14,7 +14,7 @@ check "the error names the argument" grep -q "twin info: unexpected argument 'bo
 
 TWIN_LOG=info "$TWIN" --threads 3 info >"$tmp/out" 2>"$tmp/err"
 check "info exits 0" test $? -eq 0
-for key in "twin: [0-9]+\.[0-9]+\.[0-9]+" "build: " "compiler: (gcc|clang) " \
+for key in "twin: [0-9]+\.[0-9]+\.[0-9]+" "build: " "sanitizers: (none|[a-z,]+)$" "compiler: (gcc|clang) " \
            "cuda compiled: (yes|no) " "backend \(auto\): (cpu|cuda:0)$" "cuda devices: " \
            "cpu: .*avx2 (yes|no), fma (yes|no), avx512f (yes|no)" "threads: 3 "; do
     check "info prints '$key'" grep -Eq "^$key" "$tmp/out"
