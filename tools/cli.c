@@ -79,3 +79,27 @@ char *cli_workspace_path(const char *sub) {
     if (sub && *sub) tw_sb_printf(&sb, "/%s", sub);
     return tw_sb_take(&sb);
 }
+
+char *cli_source_path(const char *rel) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    const char *src = getenv("TWIN_SRC");
+    if (src && *src) {
+        tw_sb_printf(&sb, "%s/%s", src, rel);
+        if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
+        tw_sb_clear(&sb);
+    }
+    const char *me = __FILE__; /* <checkout>/tools/cli.c */
+    const char *slash = strrchr(me, '/');
+    if (slash && slash > me) {
+        const char *up = slash - 1;
+        while (up > me && *up != '/') up--;
+        if (*up == '/') {
+            tw_sb_append(&sb, me, (size_t)(up - me));
+            tw_sb_printf(&sb, "/%s", rel);
+            if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
+        }
+    }
+    tw_sb_free(&sb);
+    return NULL;
+}

@@ -44,6 +44,10 @@ char *cli_workspace_path(const char *sub);
  * path (tw_free) or NULL after printing the error. */
 char *cli_resolve_model(const char *cmd, const char *model);
 
+/* A file of twin's source tree (e.g. "bench/llama_anchor.sh"): under $TWIN_SRC, else under the
+ * checkout this program was built from. A heap path (tw_free), or NULL when it is absent. */
+char *cli_source_path(const char *rel);
+
 /* The subcommands. Each lives in tools/cmd_<name>.c. */
 int cmd_model(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);

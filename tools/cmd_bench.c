@@ -172,29 +172,7 @@ static void sh_quote(tw_sb *sb, const char *s) {
 }
 
 /* bench/bench_tokenize_hf.py: under $TWIN_SRC, else beside this source file's folder. */
-static char *anchor_script(void) {
-    tw_sb sb;
-    tw_sb_init(&sb);
-    const char *src = getenv("TWIN_SRC");
-    if (src && *src) {
-        tw_sb_printf(&sb, "%s/bench/bench_tokenize_hf.py", src);
-        if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
-        tw_sb_clear(&sb);
-    }
-    const char *me = __FILE__; /* .../tools/cmd_bench.c */
-    const char *slash = strrchr(me, '/');
-    if (slash && slash > me) {
-        const char *up = slash - 1;
-        while (up > me && *up != '/') up--;
-        if (*up == '/') {
-            tw_sb_append(&sb, me, (size_t)(up - me));
-            tw_sb_puts(&sb, "/bench/bench_tokenize_hf.py");
-            if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
-        }
-    }
-    tw_sb_free(&sb);
-    return NULL;
-}
+static char *anchor_script(void) { return cli_source_path("bench/bench_tokenize_hf.py"); }
 
 static const char *python_cmd(void) {
     const char *p = getenv("TWIN_PYTHON");

@@ -447,29 +447,7 @@ static void bi_run_llama(const char *bin, const char *path, const bi_opts *o, co
 /* ---- the anchor's location ------------------------------------------------------------------ */
 
 /* bench/llama_anchor.sh under $TWIN_SRC, else beside this source file's folder. */
-static char *bi_anchor_script(void) {
-    tw_sb sb;
-    tw_sb_init(&sb);
-    const char *src = getenv("TWIN_SRC");
-    if (src && *src) {
-        tw_sb_printf(&sb, "%s/bench/llama_anchor.sh", src);
-        if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
-        tw_sb_clear(&sb);
-    }
-    const char *me = __FILE__; /* .../tools/cmd_bench_infer.c */
-    const char *slash = strrchr(me, '/');
-    if (slash && slash > me) {
-        const char *up = slash - 1;
-        while (up > me && *up != '/') up--;
-        if (*up == '/') {
-            tw_sb_append(&sb, me, (size_t)(up - me));
-            tw_sb_puts(&sb, "/bench/llama_anchor.sh");
-            if (tw_path_exists(tw_sb_str(&sb))) return tw_sb_take(&sb);
-        }
-    }
-    tw_sb_free(&sb);
-    return NULL;
-}
+static char *bi_anchor_script(void) { return cli_source_path("bench/llama_anchor.sh"); }
 
 /* The folder with llama-bench, or NULL with the reason in why. build: run the build. */
 static char *bi_anchor_bin(int build, char *why, size_t cap) {
