@@ -60,31 +60,38 @@ static const uint8_t ascii_cls[128] = {
 #undef N_
 #undef W_
 
-static unsigned cp_cls(uint32_t cp) {
-    if (cp < 0x80) return ascii_cls[cp];
-    if (cp == TW_UTF8_INVALID) return 0;
-    if (cp == 0x85) return CL_WS;
+tok_uclass tok_unicode_class(uint32_t cp) {
     switch (utf8proc_category((utf8proc_int32_t)cp)) {
     case UTF8PROC_CATEGORY_LU:
     case UTF8PROC_CATEGORY_LL:
     case UTF8PROC_CATEGORY_LT:
     case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO: return CL_L;
+    case UTF8PROC_CATEGORY_LO: return TOK_UC_LETTER;
     case UTF8PROC_CATEGORY_ND:
     case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_NO: return CL_N;
+    case UTF8PROC_CATEGORY_NO: return TOK_UC_NUMBER;
     case UTF8PROC_CATEGORY_PC:
     case UTF8PROC_CATEGORY_PD:
     case UTF8PROC_CATEGORY_PS:
     case UTF8PROC_CATEGORY_PE:
     case UTF8PROC_CATEGORY_PI:
     case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO: return CL_P;
+    case UTF8PROC_CATEGORY_PO: return TOK_UC_PUNCT;
     case UTF8PROC_CATEGORY_ZS:
     case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP: return CL_WS;
-    default: return 0;
+    case UTF8PROC_CATEGORY_ZP: return TOK_UC_SEPARATOR;
+    default: return TOK_UC_OTHER;
     }
+}
+
+static unsigned cp_cls(uint32_t cp) {
+    if (cp < 0x80) return ascii_cls[cp];
+    if (cp == TW_UTF8_INVALID) return 0;
+    if (cp == 0x85) return CL_WS;
+    static const unsigned by_class[] = {
+        [TOK_UC_OTHER] = 0, [TOK_UC_LETTER] = CL_L, [TOK_UC_NUMBER] = CL_N,
+        [TOK_UC_PUNCT] = CL_P, [TOK_UC_SEPARATOR] = CL_WS};
+    return by_class[tok_unicode_class(cp)];
 }
 
 /* ---- the GPT-2 byte alphabet ------------------------------------------------------------ */

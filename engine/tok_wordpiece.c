@@ -68,18 +68,7 @@ static int wp_is_space(uint32_t c) {
 
 static int wp_is_punct(uint32_t c) {
     if (c < 0x80) return wp_ascii_class((uint8_t)c) == WP_PUNCT;
-    switch (utf8proc_category((utf8proc_int32_t)c)) {
-    case UTF8PROC_CATEGORY_PC:
-    case UTF8PROC_CATEGORY_PD:
-    case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE:
-    case UTF8PROC_CATEGORY_PI:
-    case UTF8PROC_CATEGORY_PF:
-    case UTF8PROC_CATEGORY_PO:
-        return 1;
-    default:
-        return 0;
-    }
+    return tok_unicode_class(c) == TOK_UC_PUNCT;
 }
 
 /* HF's BertNormalizer is_control: Cc, Cf, Co (surrogates cannot occur in decoded text);

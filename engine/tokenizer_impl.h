@@ -184,6 +184,11 @@ void tok_wordpiece_free(tw_tokenizer *t);
 typedef tw_status (*tok_emit_fn)(void *ctx, const char *word, size_t len);
 tw_status tok_pretokenize(const tok_pretok *p, const char *text, size_t len, tok_emit_fn emit,
                           void *ctx);
+/* The Unicode major class of a code point (one utf8proc category lookup), shared by the
+ * pre-tokenizers (\p{L}, \p{N}, \p{P}, separators) and WordPiece (punctuation). Thread-safe. */
+typedef enum { TOK_UC_OTHER = 0, TOK_UC_LETTER, TOK_UC_NUMBER, TOK_UC_PUNCT, TOK_UC_SEPARATOR } tok_uclass;
+tok_uclass tok_unicode_class(uint32_t cp);
+
 int tok_pre_from_name(const char *name, tok_pre *out); /* 0 on success */
 const char *tok_pre_name(tok_pre pre);                 /* canonical name */
 void tok_pretok_for(tok_pre pre, tok_pretok *out);      /* the steps of a family */
