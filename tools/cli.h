@@ -62,5 +62,19 @@ int cmd_bench_infer(int argc, char **argv);
 void bench_print_machine(int threads_used);
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+/* The data pipeline (issue 4) and retrieval (issue 5). */
+int cmd_source(int argc, char **argv);   /* tools/cmd_source.c: source add|ls|rm */
+int cmd_crawl(int argc, char **argv);    /* tools/cmd_crawl.c */
+int cmd_schedule(int argc, char **argv); /* tools/cmd_schedule.c: schedule run */
+int cmd_clean(int argc, char **argv);    /* tools/cmd_clean.c */
+int cmd_chunk(int argc, char **argv);    /* tools/cmd_chunk.c */
+int cmd_docs(int argc, char **argv);     /* tools/cmd_docs.c: docs ls|show|export */
+int cmd_embed(int argc, char **argv);    /* tools/cmd_embed.c */
+int cmd_search(int argc, char **argv);   /* tools/cmd_search.c */
+/* Benchmarks dispatched by cmd_bench, each in tools/cmd_bench_<name>.c. */
+int cmd_bench_embed(int argc, char **argv);
+int cmd_bench_hnsw(int argc, char **argv);
+int cmd_bench_clean(int argc, char **argv);  /* extraction F1 vs trafilatura + cleaning MB/s */
+int cmd_bench_crawl(int argc, char **argv);  /* pages/s against a local server */
 
 #endif
