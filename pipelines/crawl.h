@@ -15,7 +15,7 @@
  *             lock files and files over the size cap skipped; GITHUB_TOKEN when set; rate-limit
  *             headers honoured.
  *   linkedin  <base> is the member data export (a .zip or its unpacked folder): Shares.csv
- *             posts and Articles/*.html.
+ *             posts and Articles/<name>.html.
  *   article   <base> is one page URL; main content extracted at cleaning.
  *   local     <base> is a folder of .md, .markdown, .txt, .html, .htm files (recursive).
  * Incremental: conditional GETs with the stored ETag / Last-Modified, feed GUIDs and post ids
