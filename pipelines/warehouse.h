@@ -329,7 +329,9 @@ void wh_chunk_clear(wh_chunk *c);
 tw_status wh_chunk_get(wh_db *db, int64_t id, wh_chunk *out);
 
 typedef int (*wh_chunk_fn)(void *ctx, const wh_chunk *c);
-/* Chunks not yet embedded by model (embeddings has no (chunk, model) row), in id order. */
+/* Chunks not yet embedded by model (embeddings has no (chunk, model) row), in id order. Like
+ * wh_doc_each, rows are read in pages (by id > last seen), so fn may write to the db (e.g.
+ * wh_embeddings_mark) while the walk goes on. */
 tw_status wh_chunk_each_unembedded(wh_db *db, const char *model, wh_chunk_fn fn, void *ctx);
 /* Records that these chunks are in the index for model (dimension dim). One transaction. */
 tw_status wh_embeddings_mark(wh_db *db, const char *model, int32_t dim, const int64_t *chunk_ids,
