@@ -71,6 +71,7 @@ int cmd_chunk(int argc, char **argv);    /* tools/cmd_chunk.c */
 int cmd_docs(int argc, char **argv);     /* tools/cmd_docs.c: docs ls|show|export */
 int cmd_embed(int argc, char **argv);    /* tools/cmd_embed.c */
 int cmd_search(int argc, char **argv);   /* tools/cmd_search.c */
+int cmd_eval(int argc, char **argv);     /* tools/cmd_eval.c: eval retrieval */
 /* Benchmarks dispatched by cmd_bench, each in tools/cmd_bench_<name>.c. */
 int cmd_bench_embed(int argc, char **argv);
 int cmd_bench_hnsw(int argc, char **argv);
