@@ -106,6 +106,25 @@ tw_status crawl_doc_store(crawl_run *run, wh_doc_in *d, wh_doc_outcome *outcome)
  * call it after items that store no document (skipped, failed) to keep the line moving. */
 void crawl_progress(const crawl_run *run);
 
+/* Walks the RSS/Atom feed at feed_url (crawl_feed.c), shared by medium and substack's fallback:
+ * the feed is fetched conditionally (a 304 or an unchanged body ends the walk at once, nothing
+ * parsed); items whose GUID was seen are NOT_MODIFIED events; for a new item, fetch_pages 1
+ * fetches the item's link as the document ("html"), falling back to the item's own content
+ * ("html_fragment") with the page's failure and the fallback in the FAILED event's reason;
+ * fetch_pages 0 stores the item's content directly. Document URLs are the item links made
+ * canonical (crawl_url_canonical). The feed's state is saved only when every item was stored,
+ * so an interrupted or partly failed walk is redone by the next run. */
+tw_status crawl_feed_walk(crawl_run *run, const char *feed_url, int fetch_pages);
+
+/* The feed URL of a Medium profile (crawl.h): https://medium.com/@u -> https://medium.com/feed/@u,
+ * https://u.medium.com -> https://u.medium.com/feed, any other host <base>/feed. Heap string
+ * (tw_free), NULL on no memory. */
+char *crawl_medium_feed_url(const char *profile);
+
+/* Appends "key":"value" (JSON-escaped, with a ',' before it unless it is the first member,
+ * i.e. sb ends with '{') to a JSON object being built in sb. Skips NULL values. */
+void crawl_json_member(tw_sb *sb, const char *key, const char *value);
+
 /* ---- URL helpers (heap strings, tw_free; NULL only on no memory) ------------------------- */
 
 /* rel resolved against base (RFC 3986 for the common forms: absolute "http(s)://", "//host",
