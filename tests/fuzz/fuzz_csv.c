@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "csv.h"
+#include "pipelines/csv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;

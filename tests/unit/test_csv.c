@@ -2,7 +2,7 @@
  * CRLF, multi-line quoted commentary with doubled quotes), the lenient cases, the refused
  * ones with their messages, a random round trip through an RFC 4180 writer, and every
  * allocation failing once. */
-#include "csv.h"
+#include "pipelines/csv.h"
 #include "test.h"
 
 /* Reads all of text into a flat description "f1|f2\nf1|f2\n" (fields joined by '|', records by
