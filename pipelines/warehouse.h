@@ -24,7 +24,8 @@
  *   document_versions(id, document_id, version, content_hash, content, title, seen_at, run_id,
  *             UNIQUE(document_id, version))
  *   cleaned(id, document_id UNIQUE, made_from_hash, text, text_hash, dup_of, dup_similarity,
- *           cleaned_at)                    -- lineage: made_from_hash = documents.content_hash
+ *           cleaned_at, chunked_at)        -- lineage: made_from_hash = documents.content_hash;
+ *                                             chunked_at NULL until wh_chunks_replace ran
  *   chunks(id AUTOINCREMENT never reused, document_id, cleaned_id, position, heading, kind,
  *          text, n_tokens, tokenizer, text_hash, made_at, UNIQUE(cleaned_id, position))
  *   embeddings(chunk_id, model, dim, embedded_at, PRIMARY KEY(chunk_id, model))
@@ -72,16 +73,31 @@ typedef enum {
 const char *wh_platform_name(wh_platform p); /* "medium", ...; "?" when out of range */
 /* -1 when name is not a platform name (case-insensitive). */
 int wh_platform_parse(const char *name);
+/* The platform a source URL or path implies (`twin source add` without --platform):
+ * http(s) on medium.com or *.medium.com -> medium, *.substack.com -> substack, github.com ->
+ * github, any other http(s) host -> article; a folder holding Shares.csv -> linkedin, another
+ * existing folder -> local, a path ending in .zip -> linkedin. -1 when none fits (another
+ * scheme, a missing path, no host). Looks at the file system for paths. Thread-safe. */
+int wh_platform_guess(const char *url);
+/* Parses a crawl interval: SECONDS, or a number with a unit s|m|h|d|w ("30m", "6h", "1d"),
+ * between 1 s and 3660 days. TW_ERR_ARG (naming the text) otherwise. Thread-safe. */
+tw_status wh_interval_parse(const char *s, int64_t *seconds);
 
 /* Opens (creating when absent) the database at path, sets WAL mode, foreign keys and the busy
  * timeout, and migrates the schema to the current version. The folder must exist.
  * On success *out is for wh_close; on failure *out is NULL. */
 tw_status wh_open(const char *path, wh_db **out);
 void wh_close(wh_db *db); /* NULL is a no-op */
-int wh_schema_version(wh_db *db); /* PRAGMA user_version */
+int wh_schema_version(wh_db *db); /* PRAGMA user_version; -1 on error */
+/* Checks the file (PRAGMA integrity_check, foreign keys) and twin's invariants (every document
+ * has its version rows 1..version, the last with its content hash). TW_OK, or TW_ERR_FORMAT
+ * naming the first problem. */
+tw_status wh_integrity_check(wh_db *db);
 
 /* Explicit transactions around a group of calls (the calls below are each atomic on their own;
- * nesting is counted, only the outermost begin/commit touches SQLite). */
+ * nesting is counted, only the outermost begin/commit touches SQLite). A wh_rollback inside
+ * (a failed call rolls back its own part this way) dooms the whole transaction: the outermost
+ * wh_commit then rolls back and returns TW_ERR_RUNTIME. */
 tw_status wh_begin(wh_db *db);
 tw_status wh_commit(wh_db *db);
 void wh_rollback(wh_db *db);
@@ -127,12 +143,14 @@ tw_status wh_source_each(wh_db *db, int64_t author_id, wh_source_fn fn, void *ct
 tw_status wh_source_each_due(wh_db *db, double now, wh_source_fn fn, void *ctx);
 
 /* Takes the source's crawl lock for owner (e.g. "pid:1234@host"): fails with TW_ERR_RUNTIME
- * ("source 3 is being crawled by pid:99@h since ...") when another owner holds it and its
- * lock is younger than stale_s seconds or owner_alive reports it alive. owner_alive may be
- * NULL (then only age counts). A lock left by a killed process is taken over. */
+ * ("source 3 is being crawled by pid:99@h since ...") when another owner holds it, its lock
+ * is younger than stale_s seconds and owner_alive reports it alive (non-zero). owner_alive
+ * may be NULL (then only age counts). A stale lock, or one left by a killed process, is taken
+ * over. The same owner may take it again (its time is renewed). */
 typedef int (*wh_owner_alive_fn)(const char *owner);
 tw_status wh_source_lock(wh_db *db, int64_t id, const char *owner, double stale_s,
                          wh_owner_alive_fn owner_alive);
+/* Releases owner's lock; a lock now held by another owner (taken over) is left alone. */
 tw_status wh_source_unlock(wh_db *db, int64_t id, const char *owner);
 /* Records a finished crawl: last_crawl_at = now, next_crawl_at = now + every_s, status. */
 tw_status wh_source_crawled(wh_db *db, int64_t id, double now, const char *status);
@@ -223,7 +241,8 @@ typedef struct {
 typedef enum { WH_DOC_NEW = 0, WH_DOC_CHANGED, WH_DOC_UNCHANGED } wh_doc_outcome;
 
 /* Stores a document of the source's author, keyed by (author, url). New: a row + version 1.
- * Same content hash (sha256 of content): only last_seen_at / last_run_id move (UNCHANGED).
+ * Same content hash (sha256 of content): only last_seen_at / last_run_id (and source_id, for a
+ * source removed and added again) move (UNCHANGED). run_id 0: not part of a run.
  * Different hash: a new version row, the document's content, hash, title and version updated
  * (CHANGED); its cleaned text and chunks are then stale and are redone by the next clean/chunk.
  * One transaction. */
@@ -259,9 +278,11 @@ typedef enum {
     WH_DOC_NONE       /* no content (listing): content is "" */
 } wh_doc_text;
 
+/* With WH_DOC_CLEANED, a document without current cleaned text is TW_ERR_NOT_FOUND. */
 tw_status wh_doc_get(wh_db *db, int64_t id, wh_doc_text which, wh_doc *out);
 
-/* Filter for wh_doc_each; zero-initialised means everything. */
+/* Filter for wh_doc_each; NULL means everything (a zero-initialised one has platform 0,
+ * medium: set platform to -1 for any). */
 typedef struct {
     int64_t author_id;   /* 0: any */
     int platform;        /* -1 or WH_PLATFORM_COUNT: any (set it to -1 explicitly) */
@@ -284,8 +305,9 @@ tw_status wh_doc_count(wh_db *db, const wh_doc_filter *f, int64_t *n);
 /* Stores the cleaned text of a document, made from the raw content whose hash is
  * made_from_hash (a document changed since is then stale). dup_of: the id of the document this
  * one duplicates (exact or near), 0 when none; dup_similarity its estimated Jaccard (1 for
- * exact). Replaces the previous cleaned text; when the text changed, the document's chunks are
- * deleted (their ids go to chunk_tombstones). One transaction. *cleaned_id may be NULL. */
+ * exact). Replaces the previous cleaned text; when the text changed, or the document became a
+ * duplicate, the document's chunks are deleted (their ids go to chunk_tombstones). One
+ * transaction. *cleaned_id may be NULL. */
 tw_status wh_cleaned_put(wh_db *db, int64_t doc_id, const char *made_from_hash,
                          const char *text, size_t len, int64_t dup_of, double dup_similarity,
                          int64_t *cleaned_id);
@@ -333,7 +355,8 @@ typedef int (*wh_chunk_fn)(void *ctx, const wh_chunk *c);
  * wh_doc_each, rows are read in pages (by id > last seen), so fn may write to the db (e.g.
  * wh_embeddings_mark) while the walk goes on. */
 tw_status wh_chunk_each_unembedded(wh_db *db, const char *model, wh_chunk_fn fn, void *ctx);
-/* Records that these chunks are in the index for model (dimension dim). One transaction. */
+/* Records that these chunks are in the index for model (dimension dim). One transaction. Ids
+ * of chunks deleted meanwhile are skipped (their tombstones take them out of the index). */
 tw_status wh_embeddings_mark(wh_db *db, const char *model, int32_t dim, const int64_t *chunk_ids,
                              size_t n);
 /* Forgets every embedding of other models than model (the index is rebuilt for the new one). */
