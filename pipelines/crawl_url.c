@@ -1,5 +1,6 @@
 /* crawl_url.c: the URL helpers of crawl_impl.h (joining, canonical form, trimming). */
 #include <string.h>
+#include <strings.h>
 
 #include "crawl_impl.h"
 
@@ -153,4 +154,32 @@ char *crawl_url_trim(const char *base) {
     char *r = tw_strndup(base, n);
     if (!r) tw_error(TW_ERR_NOMEM, "crawl_url_trim: out of memory");
     return r;
+}
+
+/* Here rather than in crawl_medium.c so that it links without the crawler (unit tests). */
+char *crawl_medium_feed_url(const char *profile) {
+    char *base = crawl_url_trim(profile);
+    if (!base) return NULL;
+    const char *hs = strstr(base, "://");
+    const char *host = hs ? hs + 3 : base;
+    size_t hl = strcspn(host, "/?#");
+    tw_sb sb;
+    tw_sb_init(&sb);
+    int medium = (hl == 10 && !strncasecmp(host, "medium.com", 10)) ||
+                 (hl == 14 && !strncasecmp(host, "www.medium.com", 14));
+    if (medium && host[hl] == '/' && host[hl + 1] == '@') {
+        tw_sb_append(&sb, base, (size_t)(host + hl - base));
+        tw_sb_puts(&sb, "/feed");
+        tw_sb_puts(&sb, host + hl);
+    } else {
+        tw_sb_puts(&sb, base);
+        tw_sb_puts(&sb, "/feed");
+    }
+    tw_free(base);
+    if (sb.failed) {
+        tw_sb_free(&sb);
+        tw_error(TW_ERR_NOMEM, "crawl: out of memory");
+        return NULL;
+    }
+    return tw_sb_take(&sb);
 }

@@ -440,9 +440,9 @@ static tw_status scan_all(scan *s) {
             st = on_end(s, tag_at);
         } else {
             if (s->root_done) { st = fail_at(s, tag_at, "an element after the root element"); break; }
-            const char *name;
-            size_t nlen;
-            int empty;
+            const char *name = NULL;
+            size_t nlen = 0;
+            int empty = 0;
             s->i++;
             at.has_rel = 0;
             tw_sb_clear(&at.rel);
