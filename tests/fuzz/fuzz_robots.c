@@ -1,7 +1,7 @@
 /* fuzz_robots.c: robots_parse on arbitrary bytes, then robots_allowed on paths taken from the
  * same bytes (every line, percent-escapes and wildcards included). Checks the contract: parsing
  * never fails on content, answers are 0 or 1, and /robots.txt is always allowed. */
-#include "robots.h"
+#include "pipelines/robots.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * cap, raw bytes, gzip, robots.txt, conditional GET, per-host limits and waits that do not hold
  * up other hosts, cancellation, bad URLs and allocation failures. */
 #include "fixture_server.h"
-#include "http.h"
+#include "pipelines/http.h"
 #include "json.h"
 #include "test.h"
 

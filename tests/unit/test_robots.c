@@ -1,7 +1,7 @@
 /* test_robots.c: robots.txt parsing and matching against RFC 9309's own examples (sections
  * 2.2.2, 2.2.3, 5.1, 5.2) and the edges robots.h promises (group choice and merging, limits,
  * Crawl-delay, line endings, BOM). */
-#include "robots.h"
+#include "pipelines/robots.h"
 #include "test.h"
 
 /* Parses txt for product and returns whether path is allowed (-2 when parsing failed). */
