@@ -297,6 +297,9 @@ static int32_t chunk_end(int32_t n, const int32_t *seq, const uint8_t *want, int
 
 tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, float *logits) {
     if (!m || !kv || !b) return tw_error(TW_ERR_ARG, "forward: model, cache and batch are required");
+    if (m->arch->encoder_only)
+        return tw_error(TW_ERR_UNSUPPORTED, "%s: %s is an encoder (embeddings: encoder.h), not a "
+                        "generative model", m->path, m->arch->name);
     if (kv->be != m->be || kv->n_layer != m->hp.n_layer || kv->n_kv_head != m->hp.n_kv_head ||
         kv->head_dim != m->hp.head_dim)
         return tw_error(TW_ERR_ARG, "forward: the KV cache was not made for this model");

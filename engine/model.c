@@ -117,6 +117,7 @@ static int64_t dim_value(const tw_model_hparams *hp, tw_dimx d) {
     case TW_D_FF: return hp->n_ff;
     case TW_D_CTX: return hp->n_ctx_train;
     case TW_D_ROPE_HALF: return hp->rope_dim / 2;
+    case TW_D_TYPES: return hp->n_type_vocab;
     }
     return -1;
 }
@@ -254,9 +255,11 @@ static tw_status place_weight(tw_model *m, placer *pl, const tw_wdesc *d, int la
     snprintf(name, sizeof name, pattern, layer);
     src_tensor s;
     int found = src_find(m, name, &s);
-    if (!found && !m->gguf) { /* GPT2LMHeadModel keeps the body under "transformer." */
+    /* GPT2LMHeadModel keeps the body under "transformer.", BertFor* under "bert." */
+    static const char *const prefixes[] = {"transformer.", "bert."};
+    for (int p = 0; !found && !m->gguf && p < 2; p++) {
         char alt[180];
-        snprintf(alt, sizeof alt, "transformer.%s", name);
+        snprintf(alt, sizeof alt, "%s%s", prefixes[p], name);
         found = src_find(m, alt, &s);
         if (found) memcpy(name, alt, sizeof name - 1), name[sizeof name - 1] = 0;
     }
@@ -309,7 +312,7 @@ static tw_status place_weight(tw_model *m, placer *pl, const tw_wdesc *d, int la
     if ((d->flags & TW_WF_MATMUL) && !matmul_type_ok(s.type))
         return tw_error(TW_ERR_UNSUPPORTED, "%s: tensor '%s': type %s is not supported by matmul",
                         m->path, name, type_name(&s));
-    if (d->role == TW_W_TOK_EMBD || d->role == TW_W_POS_EMBD) {
+    if (d->role == TW_W_TOK_EMBD || d->role == TW_W_POS_EMBD || d->role == TW_W_TYPE_EMBD) {
         if (!tw_dtype_can_dequantize(s.type))
             return tw_error(TW_ERR_UNSUPPORTED, "%s: tensor '%s': type %s is not supported by get_rows",
                             m->path, name, type_name(&s));
@@ -377,6 +380,8 @@ static tw_status check_hparams(tw_model *m) {
         bad = "rope base";
     else if (!(hp->rope_freq_scale > 0) || !isfinite(hp->rope_freq_scale)) bad = "rope scaling";
     else if (m->arch->learned_pos && hp->n_ctx_train > TW_MAX_DIM) bad = "context length";
+    else if (m->arch->encoder_only && (hp->n_type_vocab <= 0 || hp->n_type_vocab > 1024))
+        bad = "token type count";
     if (bad)
         return tw_error(TW_ERR_FORMAT,
                         "%s: bad %s (layers %d, embd %d, heads %d/%d, head dim %d, ff %d, vocab %d, ctx %d, rope dim %d)",
@@ -430,7 +435,7 @@ static tw_status load_gguf_meta(tw_model *m) {
     m->arch = tw_arch_find_gguf(arch);
     if (!m->arch) {
         tw_status st = tw_error(TW_ERR_UNSUPPORTED,
-                                "%s: architecture '%s' is not supported (llama, mistral, qwen2, gpt2)",
+                                "%s: architecture '%s' is not supported (llama, mistral, qwen2, gpt2, bert)",
                                 m->path, arch);
         tw_free(arch);
         return st;
@@ -496,6 +501,10 @@ static tw_status load_gguf_meta(tw_model *m) {
     if (hp->n_vocab == 0) { /* no tokenizer in the file: the embedding's rows */
         const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
         if (te && te->n_dims == 2 && te->ne[1] <= INT32_MAX) hp->n_vocab = (int32_t)te->ne[1];
+    }
+    if (m->arch->encoder_only) { /* llama.cpp writes no key for it: the table's rows */
+        const gguf_tensor *tt = gguf_find_tensor(m->gguf, "token_types.weight");
+        hp->n_type_vocab = tt && tt->n_dims == 2 && tt->ne[1] <= 1024 ? (int32_t)tt->ne[1] : 2;
     }
     st = check_hparams(m);
     if (st == TW_OK) m->chat_template = gguf_get_strdup(m->gguf, "tokenizer.chat_template");
@@ -617,10 +626,12 @@ static tw_status load_hf_meta(tw_model *m, const char *dir, hf_config *c) {
     m->arch = tw_arch_find_hf(c->arch);
     if (!m->arch)
         return tw_error(TW_ERR_UNSUPPORTED,
-                        "%s/config.json: model_type '%s' is not a generative architecture twin runs (llama, mistral, qwen2, gpt2)",
+                        "%s/config.json: model_type '%s' is not an architecture twin runs (llama, mistral, qwen2, gpt2, bert)",
                         dir, c->model_type);
-    int want_gelu = m->arch->ffn == TW_FFN_GELU;
-    if ((want_gelu && c->act != HF_ACT_GELU_TANH) || (!want_gelu && c->act != HF_ACT_SILU))
+    hf_act want = m->arch->ffn == TW_FFN_GELU       ? HF_ACT_GELU_TANH
+                  : m->arch->ffn == TW_FFN_GELU_ERF ? HF_ACT_GELU
+                                                    : HF_ACT_SILU;
+    if (c->act != want)
         return tw_error(TW_ERR_UNSUPPORTED, "%s/config.json: activation '%s' is not supported for %s",
                         dir, c->act_name, c->model_type);
     if (c->sliding_window > 0 && c->sliding_window < c->max_position_embeddings)
@@ -643,6 +654,7 @@ static tw_status load_hf_meta(tw_model *m, const char *dir, hf_config *c) {
     hp->n_vocab = (int32_t)c->vocab_size;
     hp->n_ctx_train = (int32_t)c->max_position_embeddings;
     hp->norm_eps = (float)c->norm_eps;
+    if (m->arch->encoder_only) hp->n_type_vocab = c->type_vocab_size > 1024 ? -1 : (int32_t)c->type_vocab_size;
     hp->rope_freq_scale = 1;
     if (!m->arch->learned_pos) {
         hp->rope_theta = (float)c->rope_theta;
@@ -733,8 +745,8 @@ static tw_status load_weights(tw_model *m, const hf_config *hfc) {
             vb->ref.offset += (size_t)(nq + nkv) * sizeof(float);
         }
     }
-    /* Tied head: the token embedding is the output matrix. */
-    if (!m->g[TW_W_OUTPUT].ref.buf) {
+    /* Tied head: the token embedding is the output matrix (an encoder has no head). */
+    if (!m->g[TW_W_OUTPUT].ref.buf && !a->encoder_only) {
         m->g[TW_W_OUTPUT] = m->g[TW_W_TOK_EMBD];
         if (!matmul_type_ok(m->g[TW_W_OUTPUT].type))
             return tw_error(TW_ERR_UNSUPPORTED,
@@ -809,7 +821,7 @@ tw_status tw_model_load(const char *path, tw_backend *be, const tw_model_params 
         if ((st = load_gguf_meta(m))) goto fail;
     }
     if ((st = load_weights(m, is_dir ? &hfc : NULL)) || (st = load_tokenizer(m, path)) ||
-        (st = tw_forward_alloc(m)))
+        (!m->arch->encoder_only && (st = tw_forward_alloc(m))))
         goto fail;
     *out = m;
     return TW_OK;

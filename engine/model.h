@@ -11,7 +11,10 @@
  *                 rope_freqs.weight or config), grouped-query attention, SwiGLU MLP, output
  *                 head (tied to the token embedding when output.weight is absent);
  *   gpt2          token + learned position embeddings, LayerNorm, fused q/k/v with biases,
- *                 GELU (tanh approximation) MLP, tied output head.
+ *                 GELU (tanh approximation) MLP, tied output head;
+ *   bert          encoder only (all-MiniLM and its kind): token + position + token-type
+ *                 embeddings, post-norm blocks, erf GELU; loaded here, run by encoder.h
+ *                 (tw_model_forward refuses it with TW_ERR_UNSUPPORTED).
  * Weights keep the type they have in the file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K,
  * Q6_K); on the CPU backend they are used in place in the mmap'd file (no copy), on CUDA they
  * are uploaded once.
@@ -60,7 +63,7 @@ void tw_model_params_default(tw_model_params *p);
 
 /* Hyper-parameters, as the loader resolved them from the file's metadata / config.json. */
 typedef struct {
-    char arch[16];       /* "llama", "qwen2", "gpt2" (the descriptor that runs the model) */
+    char arch[16];       /* "llama", "qwen2", "gpt2", "bert" (the descriptor that runs it) */
     int32_t n_vocab;
     int32_t n_ctx_train; /* context length the model was trained with */
     int32_t n_embd;      /* d_model */
@@ -73,6 +76,7 @@ typedef struct {
     float rope_theta;
     float rope_freq_scale; /* 1 / linear scaling factor; 1 when none */
     float norm_eps;
+    int32_t n_type_vocab;  /* bert token types (2); 0 for the others */
 } tw_model_hparams;
 
 /* Loads the model at path: a .gguf file, or a folder with config.json, *.safetensors

@@ -80,19 +80,70 @@ static const tw_wdesc gpt2_weights[] = {
     {TW_W_DOWN_B, "blk.%d.ffn_down.bias", "h.%d.mlp.c_proj.bias", TW_D_EMBD, TW_D_ONE, VEC},
 };
 
+/* BERT (encoder only, run by encoder.c): GGUF names as llama.cpp's converter writes them, HF
+ * names as transformers' BertModel saves them (the loader also tries them with a "bert."
+ * prefix, as BertFor* heads save the body). Post-norm: ATTN_NORM is the LayerNorm after the
+ * attention's residual (attention.output.LayerNorm), FFN_NORM the one after the MLP's. */
+static const tw_wdesc bert_weights[] = {
+    {TW_W_TOK_EMBD, "token_embd.weight", "embeddings.word_embeddings.weight", TW_D_EMBD,
+     TW_D_VOCAB, 0},
+    {TW_W_POS_EMBD, "position_embd.weight", "embeddings.position_embeddings.weight", TW_D_EMBD,
+     TW_D_CTX, 0},
+    {TW_W_TYPE_EMBD, "token_types.weight", "embeddings.token_type_embeddings.weight", TW_D_EMBD,
+     TW_D_TYPES, 0},
+    {TW_W_EMBD_NORM, "token_embd_norm.weight", "embeddings.LayerNorm.weight", TW_D_EMBD, TW_D_ONE,
+     VEC},
+    {TW_W_EMBD_NORM_B, "token_embd_norm.bias", "embeddings.LayerNorm.bias", TW_D_EMBD, TW_D_ONE,
+     VEC},
+    {TW_W_Q, "blk.%d.attn_q.weight", "encoder.layer.%d.attention.self.query.weight", TW_D_EMBD,
+     TW_D_Q, MAT},
+    {TW_W_Q_B, "blk.%d.attn_q.bias", "encoder.layer.%d.attention.self.query.bias", TW_D_Q,
+     TW_D_ONE, VEC},
+    {TW_W_K, "blk.%d.attn_k.weight", "encoder.layer.%d.attention.self.key.weight", TW_D_EMBD,
+     TW_D_KV, MAT},
+    {TW_W_K_B, "blk.%d.attn_k.bias", "encoder.layer.%d.attention.self.key.bias", TW_D_KV,
+     TW_D_ONE, VEC},
+    {TW_W_V, "blk.%d.attn_v.weight", "encoder.layer.%d.attention.self.value.weight", TW_D_EMBD,
+     TW_D_KV, MAT},
+    {TW_W_V_B, "blk.%d.attn_v.bias", "encoder.layer.%d.attention.self.value.bias", TW_D_KV,
+     TW_D_ONE, VEC},
+    {TW_W_O, "blk.%d.attn_output.weight", "encoder.layer.%d.attention.output.dense.weight",
+     TW_D_Q, TW_D_EMBD, MAT},
+    {TW_W_O_B, "blk.%d.attn_output.bias", "encoder.layer.%d.attention.output.dense.bias",
+     TW_D_EMBD, TW_D_ONE, VEC},
+    {TW_W_ATTN_NORM, "blk.%d.attn_output_norm.weight",
+     "encoder.layer.%d.attention.output.LayerNorm.weight", TW_D_EMBD, TW_D_ONE, VEC},
+    {TW_W_ATTN_NORM_B, "blk.%d.attn_output_norm.bias",
+     "encoder.layer.%d.attention.output.LayerNorm.bias", TW_D_EMBD, TW_D_ONE, VEC},
+    {TW_W_UP, "blk.%d.ffn_up.weight", "encoder.layer.%d.intermediate.dense.weight", TW_D_EMBD,
+     TW_D_FF, MAT},
+    {TW_W_UP_B, "blk.%d.ffn_up.bias", "encoder.layer.%d.intermediate.dense.bias", TW_D_FF,
+     TW_D_ONE, VEC},
+    {TW_W_DOWN, "blk.%d.ffn_down.weight", "encoder.layer.%d.output.dense.weight", TW_D_FF,
+     TW_D_EMBD, MAT},
+    {TW_W_DOWN_B, "blk.%d.ffn_down.bias", "encoder.layer.%d.output.dense.bias", TW_D_EMBD,
+     TW_D_ONE, VEC},
+    {TW_W_FFN_NORM, "blk.%d.layer_output_norm.weight", "encoder.layer.%d.output.LayerNorm.weight",
+     TW_D_EMBD, TW_D_ONE, VEC},
+    {TW_W_FFN_NORM_B, "blk.%d.layer_output_norm.bias", "encoder.layer.%d.output.LayerNorm.bias",
+     TW_D_EMBD, TW_D_ONE, VEC},
+};
+
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static const tw_arch_desc arch_table[] = {
     {"llama", {"llama", "mistral", NULL}, HF_ARCH_LLAMA, HF_ARCH_MISTRAL, TW_NORM_RMS,
      TW_FFN_SWIGLU, 0, TW_ROPE_NORM, TW_ROPE_NEOX, "attention.layer_norm_rms_epsilon", 1e-5f,
-     llama_weights, N_OF(llama_weights)},
+     llama_weights, N_OF(llama_weights), 0},
     /* Qwen2's converter does not permute Q/K: NEOX pairs in both formats (llama.cpp's
      * LLAMA_ROPE_TYPE_NEOX for qwen2). */
     {"qwen2", {"qwen2", NULL}, HF_ARCH_QWEN2, -1, TW_NORM_RMS, TW_FFN_SWIGLU, 0, TW_ROPE_NEOX,
      TW_ROPE_NEOX, "attention.layer_norm_rms_epsilon", 1e-6f, qwen2_weights,
-     N_OF(qwen2_weights)},
+     N_OF(qwen2_weights), 0},
     {"gpt2", {"gpt2", NULL}, HF_ARCH_GPT2, -1, TW_NORM_LAYER, TW_FFN_GELU, 1, TW_ROPE_NORM,
-     TW_ROPE_NORM, "attention.layer_norm_epsilon", 1e-5f, gpt2_weights, N_OF(gpt2_weights)},
+     TW_ROPE_NORM, "attention.layer_norm_epsilon", 1e-5f, gpt2_weights, N_OF(gpt2_weights), 0},
+    {"bert", {"bert", NULL}, HF_ARCH_BERT, -1, TW_NORM_LAYER, TW_FFN_GELU_ERF, 1, TW_ROPE_NORM,
+     TW_ROPE_NORM, "attention.layer_norm_epsilon", 1e-12f, bert_weights, N_OF(bert_weights), 1},
 };
 
 const tw_arch_desc *tw_arch_find_gguf(const char *name) {

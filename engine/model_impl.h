@@ -1,4 +1,5 @@
-/* model_impl.h: private to engine/model*.c and engine/forward.c: architecture descriptors
+/* model_impl.h: private to engine/model*.c, engine/forward.c and engine/encoder.c (which runs
+ * the encoder-only descriptors): architecture descriptors
  * (hyper-parameter rules + weight tables), the layout of a loaded tw_model, and the hooks the
  * forward pass uses. */
 #ifndef TWIN_MODEL_IMPL_H
@@ -16,8 +17,11 @@ typedef enum {
     TW_W_OUT_NORM_B,   /* (n_embd) final LayerNorm bias */
     TW_W_OUTPUT,       /* (n_vocab, n_embd) output head; absent: tied to TW_W_TOK_EMBD */
     TW_W_ROPE_FREQS,   /* (rope_dim/2) llama3 frequency factors */
+    TW_W_TYPE_EMBD,    /* (n_type_vocab, n_embd) bert token-type embedding */
+    TW_W_EMBD_NORM,    /* (n_embd) bert LayerNorm of the summed embeddings */
+    TW_W_EMBD_NORM_B,  /* (n_embd) */
     TW_W_LAYER_FIRST,
-    TW_W_ATTN_NORM = TW_W_LAYER_FIRST, /* (n_embd) */
+    TW_W_ATTN_NORM = TW_W_LAYER_FIRST, /* (n_embd); bert: the norm after attention's residual */
     TW_W_ATTN_NORM_B,  /* (n_embd) */
     TW_W_Q,            /* (n_head*head_dim, n_embd) */
     TW_W_Q_B,          /* (n_head*head_dim) */
@@ -29,7 +33,7 @@ typedef enum {
     TW_W_QKV_B,
     TW_W_O,            /* (n_embd, n_head*head_dim) */
     TW_W_O_B,
-    TW_W_FFN_NORM,     /* (n_embd) */
+    TW_W_FFN_NORM,     /* (n_embd); bert: the norm after the MLP's residual */
     TW_W_FFN_NORM_B,
     TW_W_GATE,         /* (n_ff, n_embd) */
     TW_W_UP,           /* (n_ff, n_embd) */
@@ -42,7 +46,7 @@ typedef enum {
 /* A dimension of a weight, resolved from the hyper-parameters. */
 typedef enum {
     TW_D_ONE = 0, TW_D_EMBD, TW_D_VOCAB, TW_D_Q, TW_D_KV, TW_D_QKV, TW_D_FF, TW_D_CTX,
-    TW_D_ROPE_HALF
+    TW_D_ROPE_HALF, TW_D_TYPES
 } tw_dimx;
 
 enum {
@@ -62,7 +66,7 @@ typedef struct {
 } tw_wdesc;
 
 typedef enum { TW_NORM_RMS = 0, TW_NORM_LAYER } tw_norm_kind;
-typedef enum { TW_FFN_SWIGLU = 0, TW_FFN_GELU } tw_ffn_kind;
+typedef enum { TW_FFN_SWIGLU = 0, TW_FFN_GELU, TW_FFN_GELU_ERF } tw_ffn_kind;
 
 /* An architecture: how to read its hyper-parameters and which weights it has. */
 typedef struct {
@@ -80,6 +84,8 @@ typedef struct {
     float eps_default;
     const tw_wdesc *weights;
     int n_weights;
+    int encoder_only;          /* 1: bert: post-norm blocks, bidirectional attention, no head;
+                                  run by encoder.c (encoder.h), refused by tw_model_forward */
 } tw_arch_desc;
 
 /* The architecture running GGUF general.architecture `name` / HF arch; NULL when none. */
