@@ -40,47 +40,6 @@ static char tmpdir[] = "/tmp/twin_test_chunk.XXXXXX";
 
 /* ---- fixtures ------------------------------------------------------------------------- */
 
-/* A tokenizer.json with a tiny WordPiece vocabulary: specials, a-z and ##a-##z, digits,
- * punctuation, and a few whole words (so that some words are one token and others many). */
-static tw_tokenizer *tiny_wordpiece(void) {
-    static const char *const words[] = {"the", "and", "of", "to", "in", "is", "it", "that",
-                                        "we", "he", "she", "was", "for", "on", "with", NULL};
-    tw_sb j;
-    tw_sb_init(&j);
-    tw_sb_puts(&j, "{\"version\":\"1.0\",\"added_tokens\":["
-                   "{\"id\":0,\"content\":\"[PAD]\",\"special\":true},"
-                   "{\"id\":1,\"content\":\"[UNK]\",\"special\":true},"
-                   "{\"id\":2,\"content\":\"[CLS]\",\"special\":true},"
-                   "{\"id\":3,\"content\":\"[SEP]\",\"special\":true}],"
-                   "\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":true,"
-                   "\"handle_chinese_chars\":true,\"strip_accents\":null,\"lowercase\":true},"
-                   "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},\"post_processor\":null,"
-                   "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\"##\",\"cleanup\":true},"
-                   "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
-                   "\"continuing_subword_prefix\":\"##\",\"max_input_chars_per_word\":100,"
-                   "\"vocab\":{\"[PAD]\":0,\"[UNK]\":1,\"[CLS]\":2,\"[SEP]\":3");
-    int id = 4;
-    for (char c = 'a'; c <= 'z'; c++) tw_sb_printf(&j, ",\"%c\":%d,\"##%c\":%d", c, id, c, id + 1), id += 2;
-    for (char c = '0'; c <= '9'; c++) tw_sb_printf(&j, ",\"%c\":%d,\"##%c\":%d", c, id, c, id + 1), id += 2;
-    const char *punct = ".,!?;:'()-#`{}=*/<>[]+_|&%$@~^";
-    for (const char *p = punct; *p; p++) tw_sb_printf(&j, ",\"%c\":%d", *p, id++);
-    tw_sb_printf(&j, ",\"\\\"\":%d,\"\\\\\":%d", id, id + 1);
-    id += 2;
-    for (int i = 0; words[i]; i++) tw_sb_printf(&j, ",\"%s\":%d", words[i], id++);
-    tw_sb_puts(&j, "}}}");
-    tw_sb path;
-    tw_sb_init(&path);
-    tw_sb_printf(&path, "%s/tokenizer.json", tmpdir);
-    TW_ASSERT(!j.failed && tw_file_write_atomic(tw_sb_str(&path), j.buf, j.len) == TW_OK);
-    tw_tokenizer *t = tw_tokenizer_load(tw_sb_str(&path));
-    if (!t) fprintf(stderr, "tiny WordPiece: %s\n", tw_errmsg());
-    TW_ASSERT(t);
-    unlink(tw_sb_str(&path));
-    tw_sb_free(&path);
-    tw_sb_free(&j);
-    return t;
-}
-
 static void load_tokenizers(void) {
     const char *models = test_env("TWIN_MODELS");
     if (models) {
@@ -96,7 +55,7 @@ static void load_tokenizers(void) {
         tw_sb_free(&p);
     }
     if (!n_toks) fprintf(stderr, "note: no $TWIN_MODELS/minilm-l6: the tiny WordPiece stands in\n");
-    toks[n_toks++] = (tok_case){"tiny-wordpiece", tiny_wordpiece(), 1};
+    toks[n_toks++] = (tok_case){"tiny-wordpiece", chunk_check_tiny_wordpiece(tmpdir), 1};
     const char *data = test_env("TWIN_TEST_DATA");
     if (data) {
         tw_sb p;
