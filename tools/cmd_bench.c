@@ -411,6 +411,7 @@ static const struct {
 } benches[] = {
     {"tokenize", bench_tokenize},
     {"infer", cmd_bench_infer},
+    {"crawl", cmd_bench_crawl},
 };
 
 int cmd_bench(int argc, char **argv) {
