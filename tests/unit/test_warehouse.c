@@ -9,7 +9,7 @@
  * (tw_mem_fail_after), and a crash: a child upserting in a loop is SIGKILLed, the file must
  * pass PRAGMA integrity_check and every document must have its version rows. */
 #include "test.h"
-#include "warehouse.h"
+#include "pipelines/warehouse.h"
 
 #include <signal.h>
 #include <stdint.h>
