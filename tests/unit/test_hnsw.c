@@ -103,7 +103,7 @@ static void check_graph(const hnsw_index *ix, int allow_tombstone_targets) {
 }
 
 #define N_BASE 5000
-#define DIM 48
+#define DIM 32
 #define N_Q 100
 
 /* ---- recall for every metric and storage --------------------------------------------------- */
@@ -121,7 +121,7 @@ static void test_recall_every_metric_and_storage(void) {
     static const char *mn[] = {"cosine", "ip", "l2"}, *sn[] = {"f32", "int8"};
     for (int m = 0; m < 3; m++)
         for (int s = 0; s < 2; s++) {
-            hnsw_index *ix = make_index(DIM, (hnsw_metric)m, (hnsw_storage)s, 100);
+            hnsw_index *ix = make_index(DIM, (hnsw_metric)m, (hnsw_storage)s, 64);
             CHECK(hnsw_add_batch(ix, ids, base, NULL, N_BASE, 2) == TW_OK);
             CHECK_EQ_INT(hnsw_count(ix), N_BASE);
             double rec = recall_at(ix, qs, N_Q, 10, 64, NULL);
