@@ -52,6 +52,7 @@ typedef struct {
     double next_start;  /* monotonic s: no start before this */
     double interval;    /* min_interval_s, raised by Crawl-delay */
     int robots_state;
+    uint64_t blocked;   /* the scan (http_client.scan) in which the host had no free slot */
     robots_rules *robots;
     char robots_note[200]; /* why everything is disallowed, when robots.txt was not usable */
 } http_host;
@@ -65,6 +66,7 @@ struct http_client {
     http_host *hosts;
     size_t n_hosts, cap_hosts;
     int inflight;
+    uint64_t scan;      /* counts the start scans of http_run */
     uint64_t rng;
     http_stats stats;
 };
@@ -826,9 +828,13 @@ static int http_job_try(hrun *r, hjob *j, double now, double *wake) {
         }
     }
     if (j->kind == J_PROBE) return http_job_finish(r, j, HTTP_OK, 0);
-    if (h->inflight >= c->o.max_per_host) return 0;
+    if (h->inflight >= c->o.max_per_host) {
+        h->blocked = c->scan;
+        return 0;
+    }
     if (h->next_start > now) {
         if (h->next_start < *wake) *wake = h->next_start;
+        h->blocked = c->scan;
         return 0;
     }
     return http_job_start(r, j, now);
@@ -841,9 +847,12 @@ static tw_status http_run(hrun *r) {
     while (r->open > 0 && !r->cancelled && !fatal) {
         double now = tw_now_s();
         double wake = INFINITY;
+        c->scan++;
+        /* O(jobs) per event; a host found without a free slot is skipped for the rest of the
+         * scan (one compare per job), which keeps this cheap up to some 10^4 jobs per call */
         for (size_t i = r->cursor; i < r->n_all && !r->cancelled && !fatal; i++) {
             hjob *j = r->all[i];
-            if (j->state != J_WAIT) continue;
+            if (j->state != J_WAIT || c->hosts[j->host].blocked == c->scan) continue;
             if (j->ready_at > now) {
                 if (j->ready_at < wake) wake = j->ready_at;
                 continue;

@@ -370,6 +370,12 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # a client that hangs up (a body cap, a timeout, a cancelled crawl) is normal here
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def watch_parent(ppid):
     while True:
