@@ -291,6 +291,9 @@ static char *title_copy(const char *s, size_t l, int strip_hashes) {
         s++;
         l -= 2;
     }
+    /* A NUL inside would end the C string early: the title is what comes before it. */
+    const char *nul = memchr(s, 0, l);
+    if (nul) l = (size_t)(nul - s);
     return l ? tw_strndup(s, l) : NULL;
 }
 

@@ -98,10 +98,14 @@ static tw_status gh_get(gh_crawl *g, const char *url, int flags, http_response *
             if (waited)
                 return crawl_event(g->run, url, WH_EVENT_FAILED, resp->status,
                                    "rate limited; still limited after waiting, run stopped");
+            char when[32] = "?";
+            time_t at = (time_t)(gh_wall_now() + w);
+            struct tm tm;
+            if (gmtime_r(&at, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
             return crawl_event(g->run, url, WH_EVENT_FAILED, resp->status,
-                               "rate limited; the limit resets in %.0f s, beyond the %.0f s wait "
-                               "limit: run stopped",
-                               w, g->max_wait_s);
+                               "rate limited; the limit resets at %s (in %.0f s), beyond the "
+                               "%.0f s wait limit: run stopped",
+                               when, w, g->max_wait_s);
         }
         tw_log_info("crawl github: rate limited at %s, waiting %.1f s", url, w);
         http_response_clear(resp);
@@ -250,14 +254,19 @@ static tw_status gh_file(gh_crawl *g, const gh_repo *r, const char *path, const 
     crawl_json_member(&meta, "language", kind.language);
     crawl_json_member(&meta, "branch", r->branch);
     tw_sb_putc(&meta, '}');
-    if (meta.failed) {
+    tw_sb title;
+    tw_sb_init(&title);
+    tw_sb_printf(&title, "%s/%s", r->name, path);
+    if (meta.failed || title.failed) {
         tw_free(data);
         tw_sb_free(&meta);
+        tw_sb_free(&title);
         return tw_error(TW_ERR_NOMEM, "crawl github: out of memory");
     }
     /* Code keeps "code" (chunked as code); docs keep their own type. */
+    /* "<repo>/<path>": a bare "README.md" says nothing among many repositories. */
     wh_doc_in d = {.url = doc_url,
-                   .title = path,
+                   .title = title.buf,
                    .content_type = kind.content_type ? kind.content_type : "code",
                    .meta_json = meta.buf,
                    .content = data,
@@ -265,6 +274,7 @@ static tw_status gh_file(gh_crawl *g, const gh_repo *r, const char *path, const 
     st = crawl_doc_store(g->run, &d, NULL);
     tw_free(data);
     tw_sb_free(&meta);
+    tw_sb_free(&title);
     if (st) return st;
     return wh_item_mark(g->run->ctx->db, g->run->src->id, guid);
 }
