@@ -86,12 +86,20 @@ const char *crawl_http_reason(const http_response *r, char *buf, size_t cap) {
     default: snprintf(cls, sizeof cls, "%s", http_result_name(r->result)); break;
     }
     /* the client's own line adds the detail, unless it only repeats the class */
-    if (r->reason[0] && strncmp(r->reason, cls, strlen(cls)) != 0)
-        snprintf(buf, cap, "%s; %s", cls, r->reason);
-    else if (r->reason[0])
-        snprintf(buf, cap, "%s", r->reason);
-    else
+    size_t cl = strlen(cls);
+    if (!r->reason[0]) {
         snprintf(buf, cap, "%s", cls);
+    } else if (strncmp(r->reason, cls, cl) != 0) {
+        snprintf(buf, cap, "%s; %s", cls, r->reason);
+    } else {
+        /* the client's line starts with the class: "HTTP 404 Not Found" is just the class,
+         * "HTTP 429; Retry-After 120 s exceeds ..." and "disallowed by robots.txt: <why>" keep
+         * their detail after "; " */
+        const char *rest = r->reason + cl;
+        if (r->result == HTTP_ERR_STATUS) rest = strstr(rest, "; ") ? strstr(rest, "; ") : "";
+        while (*rest == ':' || *rest == ';' || *rest == ' ') rest++;
+        snprintf(buf, cap, "%s%s%s", cls, *rest ? "; " : "", rest);
+    }
     return buf;
 }
 

@@ -1,5 +1,6 @@
 /* crawl_feed.c: walking an RSS/Atom feed into documents (crawl_feed_walk, crawl_impl.h), for
  * Medium and for Substack's fallback. */
+#include <stdio.h>
 #include <string.h>
 
 #include "crawl_impl.h"
@@ -13,10 +14,26 @@ void crawl_json_member(tw_sb *sb, const char *key, const char *value) {
     tw_sb_json_str(sb, value, strlen(value));
 }
 
+/* The key under which an item is remembered (wh_item_mark): its GUID and a hash of what an
+ * edit changes (atom:updated, title, content), so an edited post is fetched again and becomes
+ * a new version, while a post seen before as it is now costs nothing. */
+static void item_key(const feed_item *it, char *out, size_t cap) {
+    tw_sha256_ctx h;
+    tw_sha256_init(&h);
+    tw_sha256_update(&h, it->updated, strlen(it->updated) + 1);
+    tw_sha256_update(&h, it->title, strlen(it->title) + 1);
+    tw_sha256_update(&h, it->content, it->content_len);
+    uint8_t d[32];
+    char hex[65];
+    tw_sha256_final(&h, d);
+    tw_hex(d, 32, hex);
+    snprintf(out, cap, "%s@%.16s", it->guid, hex);
+}
+
 /* One new item: its page (or its own content) into a document. *stored is 1 when a document
  * was stored (the GUID is then marked seen). */
 static tw_status feed_item_store(crawl_run *run, const char *feed_url, const feed_item *it,
-                                 int fetch_pages, int *stored) {
+                                 const char *key, int fetch_pages, int *stored) {
     *stored = 0;
     char *joined = crawl_url_join(feed_url, it->link);
     char *url = joined ? crawl_url_canonical(joined) : NULL;
@@ -70,7 +87,7 @@ static tw_status feed_item_store(crawl_run *run, const char *feed_url, const fee
     if (!st && have) {
         d.meta_json = tw_sb_str(&meta);
         st = crawl_doc_store(run, &d, NULL);
-        if (!st) st = wh_item_mark(run->ctx->db, run->src->id, it->guid);
+        if (!st) st = wh_item_mark(run->ctx->db, run->src->id, key);
         if (!st) *stored = 1;
     } else if (!st) {
         crawl_progress(run);
@@ -114,18 +131,27 @@ tw_status crawl_feed_walk(crawl_run *run, const char *feed_url, int fetch_pages)
             crawl_progress(run);
             continue;
         }
-        int seen = wh_item_seen(run->ctx->db, run->src->id, it->guid);
+        char *key = tw_malloc(strlen(it->guid) + 24);
+        if (!key) {
+            st = TW_ERR_NOMEM;
+            break;
+        }
+        item_key(it, key, strlen(it->guid) + 24);
+        int seen = wh_item_seen(run->ctx->db, run->src->id, key);
         if (seen < 0) {
+            tw_free(key);
             st = tw_errcode();
             break;
         }
         if (seen) {
+            tw_free(key);
             st = crawl_event(run, it->link, WH_EVENT_NOT_MODIFIED, 0, "known GUID");
             crawl_progress(run);
             continue;
         }
         int stored;
-        st = feed_item_store(run, feed_url, it, fetch_pages, &stored);
+        st = feed_item_store(run, feed_url, it, key, fetch_pages, &stored);
+        tw_free(key);
         if (!stored) complete = 0;
     }
     if (!st && complete) st = crawl_state_save(run, feed_url, &resp);

@@ -108,7 +108,8 @@ void crawl_progress(const crawl_run *run);
 
 /* Walks the RSS/Atom feed at feed_url (crawl_feed.c), shared by medium and substack's fallback:
  * the feed is fetched conditionally (a 304 or an unchanged body ends the walk at once, nothing
- * parsed); items whose GUID was seen are NOT_MODIFIED events; for a new item, fetch_pages 1
+ * parsed); items seen before (same GUID, and same atom:updated, title and content: an edited
+ * item counts as new) are NOT_MODIFIED events; for a new item, fetch_pages 1
  * fetches the item's link as the document ("html"), falling back to the item's own content
  * ("html_fragment") with the page's failure and the fallback in the FAILED event's reason;
  * fetch_pages 0 stores the item's content directly. Document URLs are the item links made

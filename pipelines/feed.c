@@ -12,7 +12,9 @@
 /* Which item (or channel) field an element fills, and how strongly: a field keeps the value of
  * the highest-priority element that gave one (content:encoded beats description, whatever
  * their order in the item). */
-typedef enum { F_NONE = -1, F_GUID = 0, F_LINK, F_TITLE, F_PUBLISHED, F_CONTENT, F_COUNT } field_id;
+typedef enum {
+    F_NONE = -1, F_GUID = 0, F_LINK, F_TITLE, F_PUBLISHED, F_UPDATED, F_CONTENT, F_COUNT
+} field_id;
 
 typedef struct {
     const char *v[F_COUNT];
@@ -195,7 +197,7 @@ static field_id field_of(const char *name, size_t len, int in_item, int *prio) {
     if (atomish && (name_is(ln, ll, "pubDate") || name_is(ln, ll, "published")))
         return *prio = 3, F_PUBLISHED;
     if (name_is(name, len, "dc:date")) return *prio = 2, F_PUBLISHED;
-    if (atomish && name_is(ln, ll, "updated")) return F_PUBLISHED;
+    if (atomish && name_is(ln, ll, "updated")) return F_UPDATED;
     if (name_is(name, len, "content:encoded")) return *prio = 3, F_CONTENT;
     if (atomish && name_is(ln, ll, "content")) return *prio = 2, F_CONTENT;
     if (atomish && (name_is(ln, ll, "description") || name_is(ln, ll, "summary")))
@@ -217,7 +219,8 @@ static tw_status item_finish(scan *s) {
     o->guid = it->v[F_GUID] ? it->v[F_GUID] : it->v[F_LINK] ? it->v[F_LINK] : "";
     o->link = it->v[F_LINK] ? it->v[F_LINK] : "";
     o->title = it->v[F_TITLE] ? it->v[F_TITLE] : "";
-    o->published = it->v[F_PUBLISHED] ? it->v[F_PUBLISHED] : "";
+    o->updated = it->v[F_UPDATED] ? it->v[F_UPDATED] : "";
+    o->published = it->v[F_PUBLISHED] ? it->v[F_PUBLISHED] : o->updated;
     o->content = it->v[F_CONTENT] ? it->v[F_CONTENT] : "";
     o->content_len = it->v[F_CONTENT] ? it->len[F_CONTENT] : 0;
     memset(it, 0, sizeof *it);

@@ -20,6 +20,8 @@
  *   link       RSS <link> text; Atom <link href> with rel "alternate" or no rel
  *   title      <title>
  *   published  <pubDate>, Atom <published>, <dc:date>, else Atom <updated>; as written
+ *   updated    Atom <updated> (also as <atom:updated> in an RSS item, as Medium writes it):
+ *              when the item was last edited; as written
  *   content    <content:encoded>, else Atom <content>, else <description> / <summary>: the
  *              decoded text, i.e. HTML markup for HTML content; Atom type="xhtml" content is
  *              kept as its inner markup
@@ -49,6 +51,7 @@ typedef struct {
     const char *link;
     const char *title;
     const char *published;
+    const char *updated;
     const char *content;
     size_t content_len;
 } feed_item;

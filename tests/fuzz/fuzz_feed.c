@@ -2,7 +2,7 @@
  * feed_date_iso on each item's date. A feed that parses must keep feed.h's promises (every
  * string valid UTF-8 and NUL-terminated, content_len its length, a GUID whenever there is a
  * link); one that does not must leave a one-line message naming the byte offset. */
-#include "feed.h"
+#include "pipelines/feed.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_str(it->link);
         check_str(it->title);
         check_str(it->published);
+        check_str(it->updated);
         check_str(it->content);
         TW_ASSERT(strlen(it->content) == it->content_len);
         TW_ASSERT(!it->link[0] || it->guid[0]);

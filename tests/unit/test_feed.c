@@ -3,8 +3,8 @@
  * allocation failure at every step; and the crawlers' URL helpers (crawl_impl.h). */
 #include <string.h>
 
-#include "crawl_impl.h"
-#include "feed.h"
+#include "pipelines/crawl_impl.h"
+#include "pipelines/feed.h"
 #include "test.h"
 
 static const char RSS[] =
@@ -23,6 +23,7 @@ static const char RSS[] =
     "    <dc:creator>Ada</dc:creator>\n"
     "    <description>short teaser</description>\n"
     "    <pubDate>Tue, 05 Mar 2024 09:30:00 +0100</pubDate>\n"
+    "    <atom:updated>2024-03-06T10:00:00.000Z</atom:updated>\n"
     "    <content:encoded><![CDATA[<p>The sea &amp; the moon: 5 < 6.</p>]]></content:encoded>\n"
     "  </item>\n"
     "  <item>\n"
@@ -47,6 +48,8 @@ static void test_rss(void) {
     CHECK_EQ_STR(a->guid, "https://example.test/p/1a2b");
     CHECK_EQ_STR(a->link, "https://example.test/@ada/tides-1a2b?source=rss----1");
     CHECK_EQ_STR(a->published, "Tue, 05 Mar 2024 09:30:00 +0100");
+    CHECK_EQ_STR(a->updated, "2024-03-06T10:00:00.000Z");
+    CHECK_EQ_STR(b->updated, "");
     /* content:encoded wins over description; CDATA is verbatim (no entity decoding) */
     CHECK_EQ_STR(a->content, "<p>The sea &amp; the moon: 5 < 6.</p>");
     CHECK_EQ_INT(a->content_len, strlen(a->content));
@@ -98,11 +101,13 @@ static void test_atom(void) {
     CHECK_EQ_STR(f.items[0].guid, "tag:log.test,2024:1");
     CHECK_EQ_STR(f.items[0].link, "https://log.test/1?a=1&b=2");
     CHECK_EQ_STR(f.items[0].published, "2024-05-01T10:00:00+02:00"); /* published beats updated */
+    CHECK_EQ_STR(f.items[0].updated, "2024-05-02T08:00:00Z");
     CHECK_EQ_STR(f.items[0].content,
                  "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Hi &amp; <b>bye</b></p></div>");
     CHECK_EQ_STR(f.items[1].title, "<i>Second</i>");
     CHECK_EQ_STR(f.items[1].link, "/2");
-    CHECK_EQ_STR(f.items[1].published, "2024-06-01");
+    CHECK_EQ_STR(f.items[1].published, "2024-06-01"); /* no published: updated stands in */
+    CHECK_EQ_STR(f.items[1].updated, "2024-06-01");
     CHECK_EQ_STR(f.items[1].content, "<p>two</p>");
     CHECK_EQ_STR(f.items[2].guid, ""); /* an empty entry: every field "" */
     CHECK_EQ_STR(f.items[2].content, "");
