@@ -15,6 +15,7 @@
  */
 #include "clean.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -534,4 +535,57 @@ tw_status dedup_index_query(const dedup_index *ix, const dedup_sig *s, double th
         *sim = best_sim;
     }
     return TW_OK;
+}
+
+/* ---- extraction quality ------------------------------------------------------------------ */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The words of s as sorted hashes (tw_free), their count in *n; NULL with *n = 0 on no memory. */
+static uint64_t *word_bag(const char *s, size_t len, size_t *n) {
+    size_t cap = 256, k = 0, pos = 0;
+    uint64_t *v = tw_malloc(cap * sizeof *v), w;
+    *n = 0;
+    if (!v) return NULL;
+    while (s && next_word(s, len, &pos, &w)) {
+        if (k == cap) {
+            uint64_t *nv = tw_realloc(v, cap * 2 * sizeof *v);
+            if (!nv) {
+                tw_free(v);
+                return NULL;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = w;
+    }
+    qsort(v, k, sizeof *v, cmp_u64);
+    *n = k;
+    return v;
+}
+
+double clean_word_f1(const char *got, size_t got_len, const char *want, size_t want_len) {
+    size_t ng, nw;
+    uint64_t *g = word_bag(got, got_len, &ng), *w = word_bag(want, want_len, &nw);
+    double f1 = 0;
+    if (g && w) {
+        if (!ng && !nw) {
+            f1 = 1.0;
+        } else if (ng && nw) {
+            size_t i = 0, j = 0, common = 0;
+            while (i < ng && j < nw) {
+                if (g[i] == w[j]) common++, i++, j++;
+                else if (g[i] < w[j]) i++;
+                else j++;
+            }
+            double p = (double)common / (double)ng, r = (double)common / (double)nw;
+            f1 = p + r > 0 ? 2 * p * r / (p + r) : 0;
+        }
+    }
+    tw_free(g);
+    tw_free(w);
+    return f1;
 }

@@ -34,6 +34,11 @@ tw_status clean_text(const char *in, size_t len, tw_sb *out);
  * Appends the cleaned text to out. TW_ERR_ARG for an unknown type (named). */
 tw_status clean_document(const char *content_type, const char *raw, size_t len, tw_sb *out);
 
+/* Bag-of-words F1 of got against want (words as dedup's shingles see them: lower-cased,
+ * punctuation stripped): 2PR/(P+R) over the multiset of words; 1 when both have no words, 0
+ * when one has none. Measures extraction quality (tests, twin bench clean). */
+double clean_word_f1(const char *got, size_t got_len, const char *want, size_t want_len);
+
 /* ---- near duplicates ---------------------------------------------------------------------- */
 
 #define DEDUP_NUM_HASHES 128 /* MinHash permutations */
