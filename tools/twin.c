@@ -16,6 +16,8 @@ static const cli_command commands[] = {
     {"demo", cmd_demo, "the whole twin end to end on the embedded default"},
     {"source", cmd_source, "add, list and remove the places an author writes (source add|ls|rm)"},
     {"docs", cmd_docs, "list, show and export crawled documents (docs ls|show|export)"},
+    {"clean", cmd_clean, "clean documents and mark duplicates (clean [--author A] [--all])"},
+    {"chunk", cmd_chunk, "split cleaned documents into chunks for embedding (chunk [-m MODEL])"},
     {"crawl", cmd_crawl, "crawl sources into the warehouse (crawl [--author NAME] [--source ID])"},
     {"schedule", cmd_schedule, "the crawl daemon: each source at its interval (schedule run)"},
 };
