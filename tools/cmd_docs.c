@@ -121,17 +121,16 @@ typedef struct {
     tw_status st;
 } ls_state;
 
-/* At most max bytes of s, cut on a character boundary, with "..." when cut. */
+/* At most max bytes of s, cut on a character boundary, with "..." when cut; control
+ * characters (a title's newline or tab) as spaces, so a listing stays one line per item. */
 static void put_cut(tw_sb *sb, const char *s, size_t max) {
-    size_t n = strlen(s);
-    if (n <= max) {
-        tw_sb_append(sb, s, n);
-        return;
+    size_t n = strlen(s), k = n;
+    if (n > max) {
+        k = max;
+        while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
     }
-    size_t k = max;
-    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-    tw_sb_append(sb, s, k);
-    tw_sb_puts(sb, "...");
+    for (size_t i = 0; i < k; i++) tw_sb_putc(sb, (unsigned char)s[i] < 0x20 ? ' ' : s[i]);
+    if (k < n) tw_sb_puts(sb, "...");
 }
 
 static int ls_one(void *ctx, const wh_doc *d) {
@@ -159,7 +158,10 @@ static int ls_one(void *ctx, const wh_doc *d) {
         tw_sb_printf(&o, "%-5lld %-16s %-9s %3lld  %-10.10s %-5s ", (long long)d->id, d->author,
                      wh_platform_name(d->platform), (long long)d->version,
                      d->published_at[0] ? d->published_at : "-", id_set_has(l->unclean, d->id) ? "no" : "yes");
+        size_t at = o.len, chars = 0;
         put_cut(&o, d->title[0] ? d->title : "(untitled)", 48);
+        for (size_t k = at; k < o.len; k++) chars += ((unsigned char)o.buf[k] & 0xC0) != 0x80;
+        for (; chars < 48; chars++) tw_sb_putc(&o, ' ');
         tw_sb_printf(&o, "  %s\n", d->url);
     }
     int failed = o.failed;
