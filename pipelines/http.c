@@ -396,8 +396,8 @@ static size_t http_on_body(char *p, size_t size, size_t nmemb, void *ud) {
     size_t cap = j->kind == J_ROBOTS ? ROBOTS_MAX_BYTES : j->c->o.max_body;
     if (j->body.len + n > cap) {
         /* a robots.txt keeps its first 500 KiB (all that is parsed); anything else is refused */
-        if (j->kind == J_ROBOTS) tw_sb_append(&j->body, p, cap - j->body.len);
         j->c->stats.bytes += (int64_t)(cap - j->body.len);
+        if (j->kind == J_ROBOTS) tw_sb_append(&j->body, p, cap - j->body.len);
         j->too_large = 1;
         return 0; /* != n: curl aborts the transfer now */
     }
@@ -570,6 +570,8 @@ static int http_robots_set(hrun *r, hjob *j, http_result res) {
     if (delay > 0) {
         double d = delay < HTTP_CRAWL_DELAY_MAX ? delay : HTTP_CRAWL_DELAY_MAX;
         if (d > h->interval) h->interval = d;
+        /* the delay counts from the robots.txt request too */
+        if (j->t_first + h->interval > h->next_start) h->next_start = j->t_first + h->interval;
     }
     robots_free(h->robots);
     h->robots = rules;

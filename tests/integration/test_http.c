@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 static fixture_server srv;
 
@@ -295,6 +296,67 @@ static void test_robots(void) {
     http_client_free(c);
 }
 
+typedef struct {
+    int calls, stop_after;
+    int ok;
+    double last_end;
+} many_ctx;
+
+static int many_done(void *ctx, const http_request *req, http_response *resp) {
+    many_ctx *m = ctx;
+    m->calls++;
+    if (resp->result == HTTP_OK) m->ok++;
+    CHECK(req && req->user == (void *)m);
+    return m->stop_after && m->calls >= m->stop_after;
+}
+
+/* Crawl-delay in robots.txt raises the host's interval (min_interval_s is 0 here); a server of
+ * its own on a temporary root, since the shared fixture robots.txt has no delay. */
+static void test_crawl_delay(void) {
+    const char *td = getenv("TMPDIR");
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/twin-test-http-%ld", td && *td ? td : "/tmp", (long)getpid());
+    CHECK(tw_mkdir_p(dir) == TW_OK);
+    const char *robots = "User-agent: twin\nCrawl-delay: 0.4\nDisallow: /no\n";
+    snprintf(path, sizeof path, "%s/robots.txt", dir);
+    CHECK(tw_file_write_atomic(path, robots, strlen(robots)) == TW_OK);
+    snprintf(path, sizeof path, "%s/a.html", dir);
+    CHECK(tw_file_write_atomic(path, "<p>a</p>", 8) == TW_OK);
+    const char *script = getenv("TWIN_SRC");
+    char sp[600], why[256];
+    snprintf(sp, sizeof sp, "%s/tests/fixture_server.py", script);
+    fixture_server s2;
+    if (fixture_server_start(&s2, sp, dir, why, sizeof why) != 0) {
+        fprintf(stderr, "  second server: %s\n", why);
+        CHECK(0);
+        return;
+    }
+    char urls[3][128];
+    http_request q[3];
+    many_ctx m = {0};
+    for (int i = 0; i < 3; i++) {
+        snprintf(urls[i], sizeof urls[i], "%s/a.html?i=%d", s2.base, i);
+        q[i] = (http_request){.url = urls[i], .user = &m};
+    }
+    http_opts o;
+    opts_test(&o);
+    http_client *c = client_new(&o);
+    double t0 = tw_now_s();
+    CHECK_EQ_INT(http_fetch_many(c, q, 3, many_done, &m), TW_OK);
+    double dt = tw_now_s() - t0;
+    CHECK_EQ_INT(m.ok, 3);
+    CHECK(dt >= 3 * 0.4 - 0.05); /* robots.txt, then three pages 0.4 s apart */
+    snprintf(urls[0], sizeof urls[0], "%s/no/x", s2.base);
+    CHECK_EQ_INT(http_robots_allowed(c, urls[0]), 0); /* our group was the one read */
+    http_client_free(c);
+    fixture_server_stop(&s2);
+    snprintf(path, sizeof path, "%s/robots.txt", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/a.html", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_conditional(void) {
     http_opts o;
     opts_test(&o);
@@ -330,19 +392,6 @@ static void test_conditional(void) {
     http_client_free(c);
 }
 
-typedef struct {
-    int calls, stop_after;
-    int ok;
-    double last_end;
-} many_ctx;
-
-static int many_done(void *ctx, const http_request *req, http_response *resp) {
-    many_ctx *m = ctx;
-    m->calls++;
-    if (resp->result == HTTP_OK) m->ok++;
-    CHECK(req && req->user == (void *)m);
-    return m->stop_after && m->calls >= m->stop_after;
-}
 
 /* max_per_host bounds what the server sees at once; min_interval_s spaces the starts. */
 static void test_per_host_limits(void) {
@@ -539,6 +588,7 @@ int main(void) {
     RUN(test_body_cap);
     RUN(test_raw_bytes_and_gzip);
     RUN(test_robots);
+    RUN(test_crawl_delay);
     RUN(test_conditional);
     RUN(test_per_host_limits);
     RUN(test_waits_do_not_block);
