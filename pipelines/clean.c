@@ -4,7 +4,8 @@
  * clean_text runs in three passes over the text:
  *   1. decode: invalid UTF-8 -> U+FFFD (one per maximal ill-formed subpart, as Unicode's
  *      "best practice" and the WHATWG decoder do), \r\n and \r -> \n, control characters other
- *      than \n and \t dropped, a leading byte-order mark dropped;
+ *      than \n and \t dropped, and byte-order marks (U+FEFF, wherever they are: a leading one
+ *      left after a dropped blank line would otherwise make cleaning not idempotent);
  *   2. NFC (utf8proc), line by line, and only for lines that hold a code point for which NFC
  *      can differ (most lines are ASCII plus typographic punctuation: they are copied);
  *   3. whitespace: runs of spaces/tabs after a line's first non-blank character -> one space,
@@ -48,11 +49,10 @@ static int utf8_seq(const uint8_t *s, size_t n) {
 }
 
 /* Appends the repaired text with \r\n -> \n; convert_cr: a lone \r -> \n too; strip_ctl: C0
- * and C1 controls other than \n and \t dropped (DEL too), and a leading byte-order mark. */
+ * and C1 controls other than \n and \t dropped (DEL too), and U+FEFF. */
 static void decode_pass(const char *in, size_t len, int strip_ctl, int convert_cr, tw_sb *out) {
     const uint8_t *s = (const uint8_t *)in;
     size_t i = 0, run = 0;
-    if (strip_ctl && len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF) i = run = 3;
     while (i < len) {
         uint8_t c = s[i];
         if (c >= 0x20 && c < 0x7F) {
@@ -75,9 +75,10 @@ static void decode_pass(const char *in, size_t len, int strip_ctl, int convert_c
         }
         int l = utf8_seq(s + i, len - i);
         if (l > 0) {
-            if (strip_ctl && l == 2 && c == 0xC2 && s[i + 1] < 0xA0) { /* C1 controls U+0080..U+009F */
+            if (strip_ctl && ((l == 2 && c == 0xC2 && s[i + 1] < 0xA0) || /* C1 controls U+0080..U+009F */
+                              (l == 3 && c == 0xEF && s[i + 1] == 0xBB && s[i + 2] == 0xBF))) { /* U+FEFF */
                 tw_sb_append(out, in + run, i - run);
-                run = i += 2;
+                run = i += (size_t)l;
                 continue;
             }
             i += (size_t)l;
