@@ -14,6 +14,7 @@ static const cli_command commands[] = {
     {"bench", cmd_bench, "benchmarks against reference implementations (bench tokenize)"},
     {"info", cmd_info, "the build: version, backends, threads"},
     {"demo", cmd_demo, "the whole twin end to end on the embedded default"},
+    {"embed", cmd_embed, "sentence embeddings as JSON (embed -m MODEL TEXT...|-)"},
     {"source", cmd_source, "add, list and remove the places an author writes (source add|ls|rm)"},
     {"docs", cmd_docs, "list, show and export crawled documents (docs ls|show|export)"},
     {"clean", cmd_clean, "clean documents and mark duplicates (clean [--author A] [--all])"},

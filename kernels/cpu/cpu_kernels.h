@@ -160,6 +160,9 @@ void tw_cpu_exp_f32_avx2(float *y, const float *x, int64_t n);
 /* y = gelu(x), mode a tw_gelu_mode.   (n) */
 void tw_ref_gelu_f32(float *y, const float *x, int64_t n, int mode);
 void tw_cpu_gelu_f32(float *y, const float *x, int64_t n, int mode);
+/* The erf form's variants (TW_GELU_ERF), one thread. */
+void tw_cpu_gelu_erf_f32_portable(float *y, const float *x, int64_t n);
+void tw_cpu_gelu_erf_f32_avx2(float *y, const float *x, int64_t n);
 
 /* y[r,:] = softmax(scale * x[r,:]).   (rows, n) */
 void tw_ref_softmax_f32(float *y, const float *x, int64_t rows, int64_t n, float scale);

@@ -978,6 +978,14 @@ static void diff_gelu(tw_backend *be) {
             tw_cpu_gelu_f32(y, x, n, mode);
             const char *mn = mode ? "erf" : "tanh";
             cmp_report("gelu", mn, "", kin_max_scaled_err(y, ref, mag, n), U);
+            if (mode == TW_GELU_ERF) { /* each variant of the erf form on its own */
+                tw_cpu_gelu_erf_f32_portable(y, x, n);
+                cmp_report("gelu", mn, "portable", kin_max_scaled_err(y, ref, mag, n), U);
+                if (tw_cpu_has_avx2_fma()) {
+                    tw_cpu_gelu_erf_f32_avx2(y, x, n);
+                    cmp_report("gelu", mn, "avx2", kin_max_scaled_err(y, ref, mag, n), U);
+                }
+            }
             devs d = {be, {0}, 0};
             tw_ref rx = dev_up(&d, x, (size_t)n * 4), ry = dev_new(&d, (size_t)n * 4);
             op_ok(tw_op_gelu(be, ry, rx, n, (tw_gelu_mode)mode), "gelu");
