@@ -183,11 +183,12 @@ int cmd_crawl(int argc, char **argv) {
         if (ps.tty) progress_line(&ps, s, &(wh_run_counts){0}, "");
         tw_status cs = crawl_source(&ctx, s, &c, &run_id);
         char err[512] = "";
+        progress_line(&ps, s, &c, "\n");
         if (cs) {
             snprintf(err, sizeof err, "%s", tw_errmsg());
             could_not_run = 1;
+            cli_fail(CLI_ERR, CMD, "source %lld: %s", (long long)s->id, err);
         }
-        progress_line(&ps, s, &c, "\n");
         counts_add(&total, &c);
         if (run_id) {
             if (crawl_reasons_add(&failed, ctx.db, run_id, WH_EVENT_FAILED) ||
@@ -229,7 +230,7 @@ int cmd_crawl(int argc, char **argv) {
         fputs(json ? tw_sb_str(&js) : tw_sb_str(&out), stdout);
         rc = could_not_run ? CLI_ERR : CLI_OK;
         if (could_not_run)
-            cli_fail(CLI_ERR, CMD, "some sources could not be crawled (see their error above)");
+            cli_fail(CLI_ERR, CMD, "some sources could not be crawled (their errors are above)");
     }
     tw_sb_free(&out);
     tw_sb_free(&js);
