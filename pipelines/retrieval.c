@@ -316,8 +316,8 @@ tw_status retrieval_search(retrieval *r, wh_db *db, const char *query, int32_t k
     int32_t trunc = 0;
     const char *texts[1] = {query};
     tw_status st = tw_encoder_embed(r->enc, texts, NULL, 1, q, &trunc);
-    if (trunc) tw_log_warn("the query is longer than the model's %d tokens: only its start is used",
-                           tw_encoder_max_tokens(r->enc));
+    /* A query over the model's limit keeps its start; the encoder logs the truncation. */
+    (void)trunc;
     /* Ask for a few more than k: hits whose chunk left the warehouse since the last sync are
      * dropped below. */
     int32_t want = k + 8;
