@@ -446,9 +446,9 @@ static void test_per_host_limits(void) {
     log = server_log();
     double prev = -1, min_gap = 1e9;
     for (tw_json *e = tw_json_first(log); e; e = tw_json_next(e)) {
-        double st = tw_json_get_num(e, "start", 0);
-        if (prev >= 0 && st - prev < min_gap) min_gap = st - prev;
-        prev = st;
+        double t = tw_json_get_num(e, "start", 0);
+        if (prev >= 0 && t - prev < min_gap) min_gap = t - prev;
+        prev = t;
     }
     CHECK(min_gap >= 0.18); /* 0.2 s less the server's own scheduling jitter */
     tw_json_free(log);
