@@ -411,6 +411,7 @@ static const struct {
 } benches[] = {
     {"tokenize", bench_tokenize},
     {"infer", cmd_bench_infer},
+    {"clean", cmd_bench_clean},
     {"embed", cmd_bench_embed},
     {"hnsw", cmd_bench_hnsw},
     {"crawl", cmd_bench_crawl},
