@@ -353,7 +353,7 @@ int cmd_clean(int argc, char **argv) {
     tw_sb_init(&failures);
     progress pg = {isatty(STDERR_FILENO), 0, 0, s.n_jobs};
     if (st == TW_OK) {
-        qsort(s.jobs, s.n_jobs, sizeof(job), job_cmp);
+        if (s.n_jobs) qsort(s.jobs, s.n_jobs, sizeof(job), job_cmp);
         for (size_t lo = 0; lo < s.n_jobs && st == TW_OK;) {
             size_t hi = lo;
             while (hi < s.n_jobs && s.jobs[hi].author_id == s.jobs[lo].author_id) hi++;
