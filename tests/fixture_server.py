@@ -32,7 +32,8 @@ Contract (tests rely on it; keep the server generic: crawler fixtures are FILES 
 
   GET /__fixture/log[?clear=1]
       The JSON list of requests (not counting /__fixture/ ones) since the last ?clear=1, in
-      the order they finished: [{"path": request target with its query, "method", "status",
+      the order they finished (it first waits, up to 2 s, for requests in progress to end, so a
+      request whose answer a test has already read is in it): [{"path": request target with its query, "method", "status",
       "if_none_match", "if_modified_since", "ua", "accept_encoding", "start", "end" (seconds
       since the server started), "inflight" (requests being served, this one included, when
       it started)}]. With clear=1 the list is returned and then emptied.
@@ -84,6 +85,7 @@ class State:
     def __init__(self, root):
         self.root = os.path.realpath(root)
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)  # notified whenever a request finishes
         self.phase = 1
         self.log = []
         self.counters = {}
@@ -160,6 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             end = time.time() - st.t0
             with st.lock:
                 st.inflight -= 1
+                st.idle.notify_all()
                 st.log.append({
                     "path": self.path, "method": self.command, "status": self.status,
                     "if_none_match": self.headers.get("If-None-Match"),
@@ -203,6 +206,9 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         if path == "/__fixture/log":
             with st.lock:
+                # a client has its answer before the handler thread logs it: wait for the
+                # requests in progress (a hung-up client's is cut short by its next write)
+                st.idle.wait_for(lambda: st.inflight == 0, timeout=2.0)
                 body = json.dumps(st.log).encode()
                 if self.params.get("clear", ["0"])[0] == "1":
                     st.log = []

@@ -483,6 +483,8 @@ static void test_waits_do_not_block(void) {
         if (strstr(p, "/__ugly/429/wb") && tw_json_get_num(e, "status", 0) == 200)
             second_429 = tw_json_get_num(e, "start", 0);
     }
+    if (!(end_local > 0 && second_429 > 0 && end_local < second_429 - 1.0))
+        fprintf(stderr, "  localhost answers ended at %.3f s, the 429 retry started at %.3f s\n", end_local, second_429);
     CHECK(end_local > 0 && second_429 > 0 && end_local < second_429 - 1.0);
     tw_json_free(log);
     http_client_free(c);
