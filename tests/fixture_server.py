@@ -386,7 +386,8 @@ class Server(ThreadingHTTPServer):
 def watch_parent(ppid):
     while True:
         time.sleep(1)
-        if os.getppid() != ppid:
+        # reparented (to init or a subreaper): whoever started us is gone
+        if os.getppid() != ppid or os.getppid() == 1:
             os._exit(0)
 
 
