@@ -20,6 +20,7 @@ content wrapped at 60 columns, git/blobs/<sha>). Files are named by the fixture 
   phase 2:   tidepool's src/tide.c changed (new blob sha, new tree)
   user quota-user: repos r1 and r2; r1's tree answers 403 with x-ratelimit-remaining: 0 and a
              reset far in the future (the run must stop there)
+  user stale-quota: the same 403 with a reset in the past (wait, ask once more, then stop)
 
 Run from the repository root: python3 tools/make_github_fixtures.py
 """
@@ -269,6 +270,14 @@ def main():
           "Status: 403\nx-ratelimit-limit: 60\nx-ratelimit-remaining: 0\n"
           "x-ratelimit-reset: 4102444800\nx-ratelimit-resource: core\n")
     repo_files("quota-user", "r2", {"README.md": b"# r2\n\nNever reached.\n"})
+    # A user whose limit has already reset by the header's clock (x-ratelimit-reset in the
+    # past): the crawler waits (no time at all), asks once more, and stops when still limited.
+    write(f"{API}/users/stale-quota/repos@per_page=100&page=1",
+          dump([repo_obj("stale-quota", "s1")]))
+    write(f"{API}/repos/stale-quota/s1/git/trees/main@recursive=1",
+          dump({"message": "API rate limit exceeded for 127.0.0.1."}))
+    write(f"{API}/repos/stale-quota/s1/git/trees/main@recursive=1.headers",
+          "Status: 403\nx-ratelimit-remaining: 0\nx-ratelimit-reset: 1\n")
 
 
 if __name__ == "__main__":

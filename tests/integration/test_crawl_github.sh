@@ -9,7 +9,9 @@
 #     folder, lock file, too large, not source or docs;
 #   - a second crawl asks for nothing but the repository pages and 304 trees and adds no rows;
 #   - a changed file (phase 2) is the only one fetched again and becomes version 2;
-#   - an exhausted rate limit stops the run ("partial", the reason in a FAILED event);
+#   - an exhausted rate limit stops the run ("partial", the reason in a FAILED event), after
+#     one more try when the reset time has passed;
+#   - a run cut by --max-items leaves the tree to be read again, the next run gets the rest;
 #   - a one-repository source; a bad source URL is a one-line error.
 . "$(dirname "$0")/../lib.sh"
 test_init crawl_github
@@ -164,6 +166,24 @@ check "the reason says rate limited and stopped" \
     grep -q "rate limited; .*run stopped" <(q "SELECT reason FROM crawl_events WHERE kind = 3 AND url LIKE '%quota-user/r1/git/trees%'")
 server_log >"$tmp/log4"
 check "nothing asked after the limit (r2 untouched)" test "$(grep -c 'quota-user/r2' "$tmp/log4")" = 0
+
+# A limit whose reset time has passed: one more try after waiting, then the run stops.
+tw source add --author stale --platform github "$base/stale-quota" >/dev/null
+crawl --author stale --json >"$tmp/crawl4b.json" 2>"$tmp/crawl4b.err"
+check "stale rate limit: exit 0, run partial" test "$(json_field "$tmp/crawl4b.json" 'j["sources"][0]["status"]')" = partial
+check "stale rate limit: the tree asked twice (waited once)" test "$(server_log | grep -c 'stale-quota/s1/git/trees')" = 2
+check "stale rate limit: the reason says it waited" \
+    grep -q "rate limited; still limited after waiting" <(q "SELECT reason FROM crawl_events WHERE kind = 3 AND url LIKE '%stale-quota/s1%'")
+
+# ---- --max-items: a run cut short stores its tree state only when it got every file ------------
+tw source add --author capped --platform github "$base/wrenfield" >/dev/null
+crawl --author capped --max-items 2 --json >"$tmp/crawl7.json" 2>"$tmp/crawl7.err"
+check "--max-items 2: 2 documents" test "$(json_field "$tmp/crawl7.json" 'j["totals"]["new"]')" = 2
+server_log >/dev/null
+crawl --author capped --json >"$tmp/crawl8.json" 2>"$tmp/crawl8.err"
+check "the next run gets the other 5" test "$(json_field "$tmp/crawl8.json" 'j["totals"]["new"]')" = 5
+check "... re-reading the cut tree (200), not the 2 stored files" \
+    test "$(server_log | grep -c -E 'tidepool/(contents/README.md|contents/docs/almanac.md|git/blobs/)')" = 0
 
 # ---- one repository ---------------------------------------------------------------------------
 tw source add --author solo --platform github "$base/wrenfield/lantern-notes" >/dev/null
