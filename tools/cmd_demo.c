@@ -1,17 +1,25 @@
 /* cmd_demo.c: twin demo, the whole twin end to end on the embedded default.
  *
- * It grows as the system lands. Today it covers the foundation: the compute backend that
- * `auto` picks, the two small models read from their files (GGUF header and metadata for
- * SmolLM2, config.json + safetensors for MiniLM), and each model's tokenizer on a sample of
- * the kind of writing a twin learns from, with a decode round trip. */
+ * It grows as the system lands. Today: the compute backend that `auto` picks; the two small
+ * models read from their files (GGUF for SmolLM2, config.json + safetensors for MiniLM) and
+ * their tokenizers on a sample text; then the data and retrieval path on a corpus of 24
+ * articles shipped in the source tree (tests/data/extract): a local source crawled into the
+ * SQLite warehouse, cleaned, deduplicated, chunked and embedded into the HNSW index, searched,
+ * and the best sources handed to SmolLM2 for an answer. The demo's warehouse and index live in
+ * <workspace>/demo/ (models are shared with the workspace), so it never mixes with a user's
+ * own data, and a second run finds everything unchanged. Each step is the same subcommand a
+ * user runs, called in-process. */
 #include "cli.h"
+#include "retrieval_session.h"
 #include "gguf.h"
 #include "hfconfig.h"
 #include "kernels.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *DEFAULT_TEXT =
     "I've been writing about ML systems for years: GPUs, data pipelines, and the odd "
@@ -19,13 +27,22 @@ static const char *DEFAULT_TEXT =
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: twin demo [--text TEXT]\n\n"
-            "Runs the twin end to end on the embedded default (the CPU backend, or CUDA when a\n"
-            "GPU is present; the small models of `twin model fetch`). Today: the backend, both\n"
-            "models described from their files, and their tokenizers on a sample text.\n"
+            "usage: twin demo [--text TEXT] [--question Q] [--corpus DIR] [-n N]\n\n"
+            "Runs the twin end to end on the embedded default (SQLite, twin's HNSW index, the\n"
+            "CPU backend or CUDA when a GPU is present, the small models of `twin model fetch`):\n"
+            "  1. both models described from their files, their tokenizers on a sample text;\n"
+            "  2. a corpus (default: the 24 articles of the source tree's tests/data/extract)\n"
+            "     added as a local source, crawled, cleaned, chunked (twin source/crawl/clean/\n"
+            "     chunk) into <workspace>/demo/twin.db;\n"
+            "  3. its chunks embedded into the vector index (twin embed);\n"
+            "  4. a question searched (twin search) and answered by SmolLM2 from the sources\n"
+            "     found (twin generate --chat).\n"
             "The models must be fetched first (tools/demo.sh does it): twin model fetch all\n\n"
             "options:\n"
-            "  --text TEXT   the sample text to tokenize (default: a short paragraph)\n");
+            "  --text TEXT     the sample text to tokenize (default: a short paragraph)\n"
+            "  --question Q    the question of step 4\n"
+            "  --corpus DIR    a folder of .md/.txt/.html files instead of the default corpus\n"
+            "  -n N            tokens of the answer (default 96)\n");
 }
 
 /* Prints ids and their decoded pieces for text, and checks that decoding gives text back
@@ -174,8 +191,75 @@ static int demo_minilm(const char *text) {
     return rc;
 }
 
+/* Runs a subcommand in-process, as `twin <argv...>` would, after echoing it. */
+static int run_step(int argc, char **argv, int (*fn)(int, char **)) {
+    printf("\n$ twin");
+    for (int i = 0; i < argc; i++) printf(strchr(argv[i], ' ') ? " \"%s\"" : " %s", argv[i]);
+    printf("\n");
+    fflush(stdout);
+    int rc = fn(argc, argv);
+    fflush(stdout);
+    return rc;
+}
+
+/* <workspace>/demo with a models link to the workspace's models (made once). */
+static int demo_workspace(char **out) {
+    char *ws = cli_workspace_path(NULL);
+    char *models = cli_workspace_path("models");
+    char *demo = cli_workspace_path("demo");
+    int rc = CLI_OK;
+    if (!ws || !models || !demo) rc = cli_fail(CLI_ERR, "demo", "out of memory");
+    if (!rc && tw_mkdir_p(demo)) rc = cli_fail_status("demo");
+    if (!rc) {
+        tw_sb link;
+        tw_sb_init(&link);
+        tw_sb_printf(&link, "%s/models", demo);
+        if (!tw_path_exists(tw_sb_str(&link)) && symlink("../models", tw_sb_str(&link)) != 0)
+            rc = cli_fail(CLI_ERR, "demo", "%s: cannot link the models: %s", tw_sb_str(&link),
+                          strerror(errno));
+        tw_sb_free(&link);
+    }
+    tw_free(ws);
+    tw_free(models);
+    if (rc) {
+        tw_free(demo);
+        return rc;
+    }
+    *out = demo;
+    return CLI_OK;
+}
+
+/* Step 4: the sources for the question, and the prompt that hands them to the model. */
+static int demo_sources(const char *question, tw_sb *prompt) {
+    retrieval_session s;
+    int rc = retrieval_session_open("demo", NULL, &s);
+    if (rc) return rc;
+    retrieval_hit *hits = NULL;
+    int32_t n = 0;
+    if (retrieval_search(s.r, s.db, question, 2, NULL, &hits, &n)) {
+        retrieval_session_close(&s);
+        return cli_fail_status("demo");
+    }
+    /* A 135M model follows this plain shape (notes, then the question) better than
+     * instructions about sources; one note keeps the prompt short. */
+    tw_sb_puts(prompt, "Here are my notes:\n\n");
+    for (int32_t i = 0; i < n; i++) {
+        printf("  source %d: %.4f  %s (%s)\n", i + 1, hits[i].score, hits[i].chunk.title,
+               hits[i].chunk.url);
+        if (i == 0) tw_sb_printf(prompt, "%s\n\n", hits[i].chunk.text);
+    }
+    tw_sb_printf(prompt, "Using my notes, answer: %s", question);
+    retrieval_hits_free(hits, n);
+    retrieval_session_close(&s);
+    if (n == 0) return cli_fail(CLI_ERR, "demo", "the index returned no source for the question");
+    return CLI_OK;
+}
+
 int cmd_demo(int argc, char **argv) {
     const char *text = DEFAULT_TEXT;
+    const char *question = "How do I keep a sourdough starter alive, and what if it smells odd?";
+    const char *corpus = NULL;
+    const char *n_predict = "96";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is_help(argv[i])) {
@@ -184,6 +268,18 @@ int cmd_demo(int argc, char **argv) {
         } else if (cli_opt(argc, argv, &i, "--text", &v)) {
             if (!v) return cli_fail(CLI_USAGE, "demo", "--text needs a value");
             text = v;
+        } else if (cli_opt(argc, argv, &i, "--question", &v)) {
+            if (!v || !*v) return cli_fail(CLI_USAGE, "demo", "--question needs a question");
+            question = v;
+        } else if (cli_opt(argc, argv, &i, "--corpus", &v)) {
+            if (!v) return cli_fail(CLI_USAGE, "demo", "--corpus needs a folder");
+            corpus = v;
+        } else if (cli_opt(argc, argv, &i, "-n", &v)) {
+            long n;
+            if (!v) return cli_fail(CLI_USAGE, "demo", "-n needs a number");
+            int rc = cli_parse_int("demo", "-n", v, 1, 4096, &n);
+            if (rc) return rc;
+            n_predict = v;
         } else {
             return cli_fail(CLI_USAGE, "demo", "unknown argument '%s' (twin demo --help)", argv[i]);
         }
@@ -193,12 +289,66 @@ int cmd_demo(int argc, char **argv) {
     if (tw_backend_open("auto", &be)) return cli_fail_status("demo");
     printf("backend: %s, %d threads\n", tw_backend_name(be), tw_threads_get());
     tw_backend_free(be);
-    printf("text: %s\n", text);
+    printf("\n== 1. the models\ntext: %s\n", text);
 
     int rc = demo_smollm(text);
     if (rc == CLI_OK) rc = demo_minilm(text);
+    if (rc != CLI_OK) return rc;
+
+    char *src = corpus ? tw_strdup(corpus) : cli_source_path("tests/data/extract");
+    if (!src || !tw_path_exists(src)) {
+        tw_free(src);
+        return cli_fail(CLI_ERR, "demo", "%s: the corpus folder is missing (give --corpus DIR)",
+                        corpus ? corpus : "tests/data/extract");
+    }
+    char *demo_ws = NULL;
+    rc = demo_workspace(&demo_ws);
+    if (rc) {
+        tw_free(src);
+        return rc;
+    }
+    const char *saved_ws = g_cli.workspace;
+    g_cli.workspace = demo_ws;
+    printf("\n== 2. data: crawl, clean, chunk (warehouse %s/twin.db)\n", demo_ws);
+    char *a_add[] = {"source", "add", "--author", "demo", "--platform", "local", src};
+    char *a_crawl[] = {"crawl", "--author", "demo"};
+    char *a_clean[] = {"clean", "--author", "demo"};
+    char *a_chunk[] = {"chunk", "--author", "demo"};
+    char *a_embed[] = {"embed"};
+    char *a_search[] = {"search", (char *)question, "--k", "3"};
+    rc = run_step(7, a_add, cmd_source);
+    if (!rc) rc = run_step(3, a_crawl, cmd_crawl);
+    if (!rc) rc = run_step(3, a_clean, cmd_clean);
+    if (!rc) rc = run_step(3, a_chunk, cmd_chunk);
+    if (!rc) {
+        printf("\n== 3. the vector index\n");
+        rc = run_step(1, a_embed, cmd_embed);
+    }
+    if (!rc) {
+        printf("\n== 4. retrieval and an answer from the sources\n");
+        rc = run_step(4, a_search, cmd_search);
+    }
+    tw_sb prompt;
+    tw_sb_init(&prompt);
+    if (!rc) {
+        printf("\nthe best source goes into SmolLM2's prompt:\n");
+        rc = demo_sources(question, &prompt);
+    }
+    if (!rc) {
+        char *a_gen[] = {"generate", "-m", "smollm2-135m", "--chat", "--temp", "0", "-n",
+                         (char *)n_predict, "-p", (char *)tw_sb_str(&prompt)};
+        printf("\n$ twin generate -m smollm2-135m --chat --temp 0 -n %s -p \"Here are my notes: <source 1> Using my notes, answer: %s\"\n",
+               n_predict, question);
+        fflush(stdout);
+        rc = cmd_generate(10, a_gen);
+        fflush(stdout);
+    }
+    tw_sb_free(&prompt);
+    g_cli.workspace = saved_ws;
+    tw_free(demo_ws);
+    tw_free(src);
     if (rc == CLI_OK)
-        printf("\nnot yet part of the demo: generation, crawling, the index, training and "
-               "serving (they land with the issues that build them)\n");
+        printf("\nnot yet part of the demo: datasets, training (LoRA/QLoRA SFT and DPO), evaluation "
+               "gates and serving (they land with the issues that build them)\n");
     return rc;
 }
