@@ -16,6 +16,8 @@ static const cli_command commands[] = {
     {"demo", cmd_demo, "the whole twin end to end on the embedded default"},
     {"embed", cmd_embed, "sentence embeddings as JSON (embed -m MODEL TEXT...|-)"},
     {"source", cmd_source, "add, list and remove the places an author writes (source add|ls|rm)"},
+    {"search", cmd_search, "the chunks nearest to a query, with scores, titles and URLs (search QUERY)"},
+    {"eval", cmd_eval, "evaluations: retrieval quality of the index (eval retrieval --pairs FILE)"},
     {"docs", cmd_docs, "list, show and export crawled documents (docs ls|show|export)"},
     {"clean", cmd_clean, "clean documents and mark duplicates (clean [--author A] [--all])"},
     {"chunk", cmd_chunk, "split cleaned documents into chunks for embedding (chunk [-m MODEL])"},
