@@ -28,6 +28,18 @@ static const char *const op_names[] = {
     [TW_OP_SOFTMAX] = "softmax",
     [TW_OP_ARGMAX] = "argmax",
     [TW_OP_TOPK] = "topk",
+    [TW_OP_ATTN_SEG] = "attn_seg",
+    [TW_OP_ATTN_SEG_BWD] = "attn_seg_bwd",
+    [TW_OP_MATMUL_DX] = "matmul_dx",
+    [TW_OP_MATMUL_DW] = "matmul_dw",
+    [TW_OP_RMSNORM_BWD] = "rmsnorm_bwd",
+    [TW_OP_LAYERNORM_BWD] = "layernorm_bwd",
+    [TW_OP_ROPE_BWD] = "rope_bwd",
+    [TW_OP_SWIGLU_BWD] = "swiglu_bwd",
+    [TW_OP_GELU_BWD] = "gelu_bwd",
+    [TW_OP_EMBED_BWD] = "embed_bwd",
+    [TW_OP_XENT] = "xent",
+    [TW_OP_ADAMW] = "adamw",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == TW_OP_COUNT,
                "op_names must name every op of tw_op");

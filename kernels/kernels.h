@@ -155,12 +155,25 @@ typedef enum {
     TW_OP_SOFTMAX,
     TW_OP_ARGMAX,
     TW_OP_TOPK,
+    /* training (issue 6) and the encoder: see the "training ops" section below */
+    TW_OP_ATTN_SEG,       /* dense attention within segments (packed sequences), saves LSE */
+    TW_OP_ATTN_SEG_BWD,
+    TW_OP_MATMUL_DX,      /* dx (+)= dy . W          (W of any matmul type, dequantized) */
+    TW_OP_MATMUL_DW,      /* dW (+)= dy^T . x        (f32) */
+    TW_OP_RMSNORM_BWD,
+    TW_OP_LAYERNORM_BWD,
+    TW_OP_ROPE_BWD,
+    TW_OP_SWIGLU_BWD,
+    TW_OP_GELU_BWD,
+    TW_OP_EMBED_BWD,      /* dtable[ids[i],:] += dy[i,:] */
+    TW_OP_XENT,           /* fused LM head + softmax cross-entropy, forward and dh */
+    TW_OP_ADAMW,
     TW_OP_COUNT
 } tw_op;
 
 /* The pinned count: adding an op must be a conscious edit of every table indexed by tw_op
  * (names in backend.c, each backend's `supports`, the differential tests). */
-#define TW_OP_COUNT_PINNED 16
+#define TW_OP_COUNT_PINNED 28
 #ifdef __cplusplus
 static_assert(TW_OP_COUNT == TW_OP_COUNT_PINNED, "TW_OP_COUNT changed: update every op table");
 #else
@@ -351,6 +364,79 @@ tw_status tw_op_argmax(tw_backend *be, tw_ref idx, tw_ref x, int64_t rows, int64
  * (rows, k) int32; 1 <= k <= n <= INT32_MAX. */
 tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t rows, int64_t n,
                      int64_t k);
+
+/* ---- training ops (issue 6; ATTN_SEG also serves the encoder) --------------------------------
+ * Each has a naive fp64-accumulating CPU reference with the same signature (kernels/cpu/ref_*.c)
+ * and is checked against finite differences in double precision on tiny shapes
+ * (tests/unit/test_kernels_train.c). `accumulate` = 1 adds into the output, 0 overwrites it. */
+
+/* Dense attention within segments (no KV cache): token t attends to tokens u of the same
+ * segment (seg[u] == seg[t]) with u <= t when causal, any u of the segment when not. Tokens of
+ * one segment are contiguous in the batch and in order; positions are the caller's business
+ * (RoPE is applied before). Grouped-query heads: head h reads kv head h / (n_head/n_kv_head).
+ *   out, q: (n_tok, n_head, head_dim); k, v: (n_tok, n_kv_head, head_dim); seg: (n_tok) int32
+ *   non-decreasing; lse: (n_tok, n_head) fp32 log-sum-exp of the scaled scores (saved for the
+ *   backward pass, as FlashAttention does) or tw_ref_none().  scale > 0. */
+tw_status tw_op_attn_seg(tw_backend *be, tw_ref out, tw_ref lse, tw_ref q, tw_ref k, tw_ref v,
+                         tw_ref seg, int64_t n_tok, int64_t n_head, int64_t n_kv_head,
+                         int64_t head_dim, float scale, int causal);
+/* Its backward: from dout and the saved lse (the softmax is recomputed, never stored),
+ * dq (n_tok, n_head, head_dim), dk, dv (n_tok, n_kv_head, head_dim), overwritten. */
+tw_status tw_op_attn_seg_bwd(tw_backend *be, tw_ref dq, tw_ref dk, tw_ref dv, tw_ref dout,
+                             tw_ref out, tw_ref lse, tw_ref q, tw_ref k, tw_ref v, tw_ref seg,
+                             int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
+                             float scale, int causal);
+
+/* dx (+)= dy . W.   dy: (m, n_out) fp32; w: (n_out, k) of wtype (any tw_op_matmul type,
+ * dequantized block by block: the frozen base of QLoRA stays quantized); dx: (m, k) fp32. */
+tw_status tw_op_matmul_dx(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref w, tw_dtype wtype,
+                          int64_t m, int64_t k, int64_t n_out, int accumulate);
+/* dw (+)= dy^T . x (and dbias (+)= column sums of dy when dbias is not none).
+ * dy: (m, n_out) fp32; x: (m, k) fp32; dw: (n_out, k) fp32; dbias: (n_out) fp32. */
+tw_status tw_op_matmul_dw(tw_backend *be, tw_ref dw, tw_ref dbias, tw_ref dy, tw_ref x,
+                          int64_t m, int64_t k, int64_t n_out, int accumulate);
+
+/* RMSNorm backward: y = x / rms(x) * w.  dx: (rows, n) overwritten; dw: (n) accumulated (+=)
+ * over rows, or tw_ref_none() for a frozen w. */
+tw_status tw_op_rmsnorm_bwd(tw_backend *be, tw_ref dx, tw_ref dw, tw_ref dy, tw_ref x, tw_ref w,
+                            int64_t rows, int64_t n, float eps);
+/* LayerNorm backward: dx overwritten; dw, db accumulated, or tw_ref_none(). */
+tw_status tw_op_layernorm_bwd(tw_backend *be, tw_ref dx, tw_ref dw, tw_ref db, tw_ref dy,
+                              tw_ref x, tw_ref w, int64_t rows, int64_t n, float eps);
+/* RoPE backward: the inverse rotation of dy (same arguments as tw_op_rope). dx may alias dy. */
+tw_status tw_op_rope_bwd(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref pos, int64_t n_tok,
+                         int64_t n_head, int64_t head_dim, int64_t rope_dim, tw_rope_mode mode,
+                         float theta_base, float freq_scale, tw_ref freq_factors);
+/* y = silu(gate) * up:  dgate, dup (rows, n) overwritten from dy, gate, up. */
+tw_status tw_op_swiglu_bwd(tw_backend *be, tw_ref dgate, tw_ref dup, tw_ref dy, tw_ref gate,
+                           tw_ref up, int64_t rows, int64_t n);
+/* y = gelu(x):  dx (n) overwritten (may alias dy). */
+tw_status tw_op_gelu_bwd(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref x, int64_t n,
+                         tw_gelu_mode mode);
+/* dtable[ids[i],:] += dy[i,:] (fp32 table gradient; deterministic order: by i).
+ * dtable: (n_rows, n); dy: (n_ids, n); ids: (n_ids) int32 in [0, n_rows). */
+tw_status tw_op_embed_bwd(tw_backend *be, tw_ref dtable, tw_ref dy, tw_ref ids, int64_t n_rows,
+                          int64_t n_ids, int64_t n);
+
+/* The LM head fused with softmax cross-entropy, so that the (n_tok, n_vocab) logits never
+ * exist at once (rows are processed in chunks):
+ *   logits[t,:] = h[t,:] . W^T;  loss[t] = logsumexp(logits[t,:]) - logits[t,target[t]];
+ *   dh[t,:] (overwritten) = grad_scale * (softmax(logits[t,:]) - onehot(target[t])) . W;
+ *   dw (n_vocab, d) += the same dlogits^T . h, when dw is not none (an untied, trained head).
+ * target[t] < 0: the token is ignored (loss 0, dh row 0). h: (n_tok, d) fp32; w: (n_vocab, d)
+ * of any matmul type; target: (n_tok) int32; loss: (n_tok) fp32; dh: (n_tok, d) fp32 or none
+ * (forward only: evaluation). grad_scale: usually 1 / (number of non-ignored tokens). */
+tw_status tw_op_xent(tw_backend *be, tw_ref loss, tw_ref dh, tw_ref dw, tw_ref h, tw_ref w,
+                     tw_dtype wtype, tw_ref target, int64_t n_tok, int64_t d, int64_t n_vocab,
+                     float grad_scale);
+
+/* AdamW step on n parameters (fp32 moments m, v updated in place):
+ *   g' = g * grad_scale;  m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2;
+ *   p -= lr * ( (m / (1-b1^step)) / (sqrt(v / (1-b2^step)) + eps) + weight_decay * p ).
+ * step >= 1. Bit-identical across runs and thread counts (elementwise). */
+tw_status tw_op_adamw(tw_backend *be, tw_ref p, tw_ref g, tw_ref m, tw_ref v, int64_t n,
+                      float lr, float b1, float b2, float eps, float weight_decay,
+                      float grad_scale, int64_t step);
 
 /* ---- machine information --------------------------------------------------------------------*/
 

@@ -24,6 +24,20 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_ARGMAX:
     case TW_OP_TOPK:
         return 1;
+    /* Training ops: each moves up to the list above as its kernel lands (kernels.h). */
+    case TW_OP_ATTN_SEG:
+    case TW_OP_ATTN_SEG_BWD:
+    case TW_OP_MATMUL_DX:
+    case TW_OP_MATMUL_DW:
+    case TW_OP_RMSNORM_BWD:
+    case TW_OP_LAYERNORM_BWD:
+    case TW_OP_ROPE_BWD:
+    case TW_OP_SWIGLU_BWD:
+    case TW_OP_GELU_BWD:
+    case TW_OP_EMBED_BWD:
+    case TW_OP_XENT:
+    case TW_OP_ADAMW:
+        return 0;
     case TW_OP_COUNT:
         break;
     }
@@ -138,6 +152,18 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
         return TW_OK;
     case TW_OP_TOPK:
         return tw_cpu_topk_f32(c->dst, c->dst2, c->src[0], ne[0], ne[1], ne[2]);
+    case TW_OP_ATTN_SEG:
+    case TW_OP_ATTN_SEG_BWD:
+    case TW_OP_MATMUL_DX:
+    case TW_OP_MATMUL_DW:
+    case TW_OP_RMSNORM_BWD:
+    case TW_OP_LAYERNORM_BWD:
+    case TW_OP_ROPE_BWD:
+    case TW_OP_SWIGLU_BWD:
+    case TW_OP_GELU_BWD:
+    case TW_OP_EMBED_BWD:
+    case TW_OP_XENT:
+    case TW_OP_ADAMW:
     case TW_OP_COUNT:
         break;
     }

@@ -121,7 +121,20 @@ static int cuda_supports(const tw_backend *be, tw_op op) {
     case TW_OP_GELU:
     case TW_OP_SOFTMAX:
     case TW_OP_ARGMAX:
-    case TW_OP_TOPK: return 0;
+    case TW_OP_TOPK:
+    case TW_OP_ATTN_SEG:
+    case TW_OP_ATTN_SEG_BWD:
+    case TW_OP_MATMUL_DX:
+    case TW_OP_MATMUL_DW:
+    case TW_OP_RMSNORM_BWD:
+    case TW_OP_LAYERNORM_BWD:
+    case TW_OP_ROPE_BWD:
+    case TW_OP_SWIGLU_BWD:
+    case TW_OP_GELU_BWD:
+    case TW_OP_EMBED_BWD:
+    case TW_OP_XENT:
+    case TW_OP_ADAMW:
+        return 0;
     case TW_OP_COUNT: break;
     }
     return 0;
