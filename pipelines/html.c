@@ -137,6 +137,7 @@ enum {
     HN_SEMANTIC = 16, /* article, main, role=main, itemprop=articleBody */
     HN_GOOD = 32,    /* this or a descendant is semantic/positive and not negative */
     HN_LINK = 64,    /* inside an <a> */
+    HN_TIME = 128,   /* a <time> element is this or below it */
 };
 
 typedef struct {
@@ -323,7 +324,8 @@ static int hint_of(const char *cls, const char *id) {
         "entry-meta", "article-meta", "postmeta", "tag-list", "taglist", "toolbar", "paywall",
         "read-next", "readnext", "more-stories", "trending", "most-popular", "follow", "clap",
         "reaction", "login", "cta", "site-header", "navigation", "author-card", "author-box",
-        "post-nav", "jump-link", "footnote-back"};
+        "post-nav", "jump-link", "footnote-back", "reading-time", "read-time", "readtime",
+        "dateline", "timestamp", "post-date", "publish-date", "posted-on"};
     static const char *const neg_word[] = {"nav", "ad", "ads", "adsbygoogle", "banner", "meta",
                                            "widget", "tags", "header", "hidden", "aside", "top",
                                            "bottom", "extra", "utility", "print", "actions"};
@@ -413,7 +415,9 @@ static void htree_judge(htree *t, int body) {
         hnode *h = &n[i];
         if (!(h->flags & HN_SKIP) && h->g->type == GUMBO_NODE_TEXT) text_counts(h->g->v.text.text, &h->text_all, &h->punct);
         if ((h->flags & (HN_SEMANTIC | HN_POS)) && !(h->flags & HN_NEG)) h->flags |= HN_GOOD;
+        if (hn_tag(h) == GUMBO_TAG_TIME) h->flags |= HN_TIME;
         if (h->parent >= 0) {
+            n[h->parent].flags |= h->flags & HN_TIME;
             n[h->parent].text_all += h->text_all;
             if ((h->flags & HN_GOOD) && !(n[h->parent].flags & HN_SKIP)) n[h->parent].flags |= HN_GOOD;
         }
@@ -474,9 +478,11 @@ static int choose_by_density(htree *t, int body) {
         hnode *h = &n[i];
         if (h->g->type != GUMBO_NODE_ELEMENT || (h->flags & (HN_SKIP | HN_BP))) continue;
         GumboTag tg = h->g->v.element.tag;
-        int para = tg == GUMBO_TAG_P || tg == GUMBO_TAG_PRE || tg == GUMBO_TAG_TD || tg == GUMBO_TAG_BLOCKQUOTE;
-        if (!para && (tg == GUMBO_TAG_DIV || tg == GUMBO_TAG_SECTION)) {
-            /* a div holding text directly, with no block children, reads as a paragraph */
+        int para = tg == GUMBO_TAG_P || tg == GUMBO_TAG_PRE;
+        if (tg == GUMBO_TAG_DIV || tg == GUMBO_TAG_SECTION || tg == GUMBO_TAG_TD || tg == GUMBO_TAG_BLOCKQUOTE) {
+            /* a container holding text directly, with no block children, reads as a paragraph;
+             * one with paragraphs inside is scored through them (a layout cell is not one
+             * long paragraph) */
             para = 1;
             for (int c = i + 1; c < h->end; c = n[c].end)
                 if (n[c].g->type == GUMBO_NODE_ELEMENT && tag_is_block(n[c].g->v.element.tag)) {
@@ -634,6 +640,7 @@ typedef struct {
     const htree *t;
     hwriter w;
     int skip_h1;       /* index of an <h1> that repeats the title, or -1 */
+    int root;          /* the block being rendered */
     int main_mode;
 } hrender;
 
@@ -769,6 +776,11 @@ static void render_node(hrender *r, int i) {
     if (r->main_mode && (tg == GUMBO_TAG_UL || tg == GUMBO_TAG_OL || tg == GUMBO_TAG_DIV || tg == GUMBO_TAG_SECTION ||
                          tg == GUMBO_TAG_TABLE || tg == GUMBO_TAG_DL || (tg == GUMBO_TAG_P && h->text < 120)) &&
         link_heavy(h))
+        return;
+    /* a short block around a <time> is a dateline or byline ("May 9 · 7 min read") */
+    if (r->main_mode && (h->flags & HN_TIME) && h->text < 80 && i != r->root &&
+        (tg == GUMBO_TAG_DIV || tg == GUMBO_TAG_SPAN || tg == GUMBO_TAG_SECTION || tg == GUMBO_TAG_HEADER ||
+         tg == GUMBO_TAG_UL || tg == GUMBO_TAG_DL || tg == GUMBO_TAG_LI))
         return;
     size_t saved_plen = w->plen;
     switch (tg) {
@@ -1127,7 +1139,7 @@ tw_status html_extract(const char *html, size_t len, html_mode mode, html_doc *o
     meta_collect(&t, &m);
 
     int root = mode == HTML_MAIN ? choose_main(&t, body) : body;
-    hrender r = {.t = &t, .skip_h1 = -1, .main_mode = mode == HTML_MAIN};
+    hrender r = {.t = &t, .skip_h1 = -1, .root = root, .main_mode = mode == HTML_MAIN};
     r.w.out = &sb;
     /* the title: og:title, else the main block's <h1>, else <title> */
     int h1 = find_tag(&t, root, t.n[root].end, GUMBO_TAG_H1);

@@ -2,7 +2,8 @@
  * article pages of tests/data/extract/ (tools/gen_extract_fixtures.py): the word-level F1
  * (bag of words, lower-cased, punctuation stripped) of each page's text against its .txt, per
  * page and overall. Fails when the mean falls under EXTRACT_F1_FLOOR or a page under
- * EXTRACT_F1_PAGE_FLOOR (both set just under what twin reaches; see the commit that set them). */
+ * EXTRACT_F1_PAGE_FLOOR, both set just under what twin reaches (mean 0.9993, lowest page
+ * 0.9921 when they were set; trafilatura 2.3 scores 0.9921 mean on the same pages). */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,8 @@
 #include "pipelines/html.h"
 #include "test.h"
 
-#define EXTRACT_F1_FLOOR 0.97
-#define EXTRACT_F1_PAGE_FLOOR 0.90
+#define EXTRACT_F1_FLOOR 0.99
+#define EXTRACT_F1_PAGE_FLOOR 0.97
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
