@@ -33,11 +33,16 @@ extern "C" {
  *   GELU            dst y, src {x}, ne {n, mode}
  *   SOFTMAX         dst y, src {x}, ne {rows, n}, fp {scale}
  *   ARGMAX          dst idx, src {x}, ne {rows, n}
- *   TOPK            dst vals, dst2 idx, src {x}, ne {rows, n, k} */
+ *   TOPK            dst vals, dst2 idx, src {x}, ne {rows, n, k}
+ *   ATTN_SEG        dst out, dst2 lse (NULL when not asked), src {q, k, v, seg},
+ *                   ne {n_tok, n_head, n_kv_head, head_dim, causal}, fp {scale}
+ *   ATTN_SEG_BWD    dst dq, dst2 dk, dst3 dv, src {dout, out, lse, q, k, v, seg},
+ *                   ne {n_tok, n_head, n_kv_head, head_dim, causal}, fp {scale} */
 typedef struct {
     tw_op op;
     void *dst;
     void *dst2;
+    void *dst3; /* ops with three outputs (ATTN_SEG_BWD, LAYERNORM_BWD) */
     const void *src[TW_OP_MAX_SRC];
     int64_t ne[8];
     float fp[4];
