@@ -743,3 +743,285 @@ tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t 
         .op = op, .dst = tv.addr, .dst2 = ti.addr, .src = {tx.addr}, .ne = {rows, n, k}};
     return op_dispatch(be, &c);
 }
+
+/* ---- training ops: backward passes, fused cross-entropy, AdamW ---------------------------- */
+
+static tw_status flag_arg(tw_op op, const char *arg, int v) {
+    return v == 0 || v == 1 ? TW_OK
+                            : tw_error(TW_ERR_ARG, "%s: %s = %d must be 0 or 1", tw_op_name(op),
+                                       arg, v);
+}
+
+static tw_status finite_arg(tw_op op, const char *arg, float v, double lo, int lo_open) {
+    if (!isfinite(v) || v < lo || (lo_open && v == lo))
+        return tw_error(TW_ERR_ARG, "%s: %s = %g must be finite and %s %g", tw_op_name(op), arg,
+                        (double)v, lo_open ? ">" : ">=", lo);
+    return TW_OK;
+}
+
+/* No overlap between any output of outs (n_outs) and any other tensor of all (n_all). Absent
+ * tensors (0 bytes) never overlap. */
+static tw_status overlaps_check(tw_op op, op_tensor *const *outs, int n_outs,
+                                op_tensor *const *all, int n_all) {
+    tw_status st;
+    for (int i = 0; i < n_outs; i++)
+        for (int j = 0; j < n_all; j++)
+            if (outs[i] != all[j] && (st = overlap_check(op, outs[i], all[j], 0))) return st;
+    return TW_OK;
+}
+
+static const int matmul_types[] = {TW_DTYPE_F32,  TW_DTYPE_F16,  TW_DTYPE_BF16, TW_DTYPE_Q4_0,
+                                   TW_DTYPE_Q4_1, TW_DTYPE_Q5_0, TW_DTYPE_Q5_1, TW_DTYPE_Q8_0,
+                                   TW_DTYPE_Q2_K, TW_DTYPE_Q3_K, TW_DTYPE_Q4_K, TW_DTYPE_Q5_K,
+                                   TW_DTYPE_Q6_K, -1};
+
+tw_status tw_op_matmul_dx(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref w, tw_dtype wtype,
+                          int64_t m, int64_t k, int64_t n_out, int accumulate) {
+    const tw_op op = TW_OP_MATMUL_DX;
+    tw_status st;
+    int64_t wbytes = 0, nx = 0, ny = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "m", m, 0, INT32_MAX)) ||
+        (st = range_arg(op, "k", k, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_out", n_out, 1, INT32_MAX)) ||
+        (st = flag_arg(op, "accumulate", accumulate)) ||
+        (st = dtype_rows_check(op, "w", wtype, matmul_types, n_out, k, &wbytes)) ||
+        (st = mul_arg(op, "m x k", m, k, &nx)) || (st = mul_arg(op, "m x n_out", m, n_out, &ny)))
+        return st;
+    op_tensor tdx = {"dx", dx, 0, NULL}, tdy = {"dy", dy, 0, NULL}, tw = {"w", w, 0, NULL};
+    if ((st = tensor_check(be, op, &tdx, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, ny, sizeof(float))) ||
+        (st = tensor_check_aligned(be, op, &tw, wbytes, 1, dtype_align(wtype))) ||
+        (st = overlap_check(op, &tdx, &tdy, 0)) || (st = overlap_check(op, &tdx, &tw, 0)))
+        return st;
+    if (m == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tdx.addr, .src = {tdy.addr, tw.addr},
+                    .ne = {m, k, n_out, accumulate}, .type = wtype};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_matmul_dw(tw_backend *be, tw_ref dw, tw_ref dbias, tw_ref dy, tw_ref x,
+                          int64_t m, int64_t k, int64_t n_out, int accumulate) {
+    const tw_op op = TW_OP_MATMUL_DW;
+    tw_status st;
+    int64_t nw = 0, nx = 0, ny = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "m", m, 0, INT32_MAX)) ||
+        (st = range_arg(op, "k", k, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_out", n_out, 1, INT32_MAX)) ||
+        (st = flag_arg(op, "accumulate", accumulate)) ||
+        (st = mul_arg(op, "n_out x k", n_out, k, &nw)) || (st = mul_arg(op, "m x k", m, k, &nx)) ||
+        (st = mul_arg(op, "m x n_out", m, n_out, &ny)))
+        return st;
+    op_tensor tdw = {"dw", dw, 0, NULL}, tdb = {"dbias", dbias, 0, NULL},
+              tdy = {"dy", dy, 0, NULL}, tx = {"x", x, 0, NULL};
+    op_tensor *outs[] = {&tdw, &tdb}, *all[] = {&tdw, &tdb, &tdy, &tx};
+    if ((st = tensor_check(be, op, &tdw, nw, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tdb, n_out, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, ny, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        (st = overlaps_check(op, outs, 2, all, 4)))
+        return st;
+    if (m == 0 && accumulate) return TW_OK; /* m = 0 and overwrite: the outputs become 0 */
+    tw_op_call c = {.op = op, .dst = tdw.addr, .dst2 = tdb.addr, .src = {tdy.addr, tx.addr},
+                    .ne = {m, k, n_out, accumulate}};
+    return op_dispatch(be, &c);
+}
+
+/* The norms' backward: dx (rows, n) overwritten; dw, db (n) accumulated or absent; w (n)
+ * required (rmsnorm) or optional (layernorm). */
+static tw_status norm_bwd(tw_backend *be, tw_op op, tw_ref dx, tw_ref dw, tw_ref db, tw_ref dy,
+                          tw_ref x, tw_ref w, int w_required, int64_t rows, int64_t n, float eps,
+                          tw_op_call *c) {
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = mul_arg(op, "rows x n", rows, n, &nx)) ||
+        (st = finite_arg(op, "eps", eps, 0, 0)))
+        return st;
+    op_tensor tdx = {"dx", dx, 0, NULL}, tdw = {"dw", dw, 0, NULL}, tdb = {"db", db, 0, NULL},
+              tdy = {"dy", dy, 0, NULL}, tx = {"x", x, 0, NULL}, tw = {"w", w, 0, NULL};
+    op_tensor *outs[] = {&tdx, &tdw, &tdb}, *all[] = {&tdx, &tdw, &tdb, &tdy, &tx, &tw};
+    if ((st = tensor_check(be, op, &tdx, nx, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tdw, n, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tdb, n, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        (st = (w_required ? tensor_check : tensor_check_opt)(be, op, &tw, n, sizeof(float))) ||
+        (st = overlaps_check(op, outs, 3, all, 6)))
+        return st;
+    *c = (tw_op_call){.op = op, .dst = tdx.addr, .dst2 = tdw.addr, .dst3 = tdb.addr,
+                      .src = {tdy.addr, tx.addr, tw.addr}, .ne = {rows, n}, .fp = {eps}};
+    return TW_OK;
+}
+
+tw_status tw_op_rmsnorm_bwd(tw_backend *be, tw_ref dx, tw_ref dw, tw_ref dy, tw_ref x, tw_ref w,
+                            int64_t rows, int64_t n, float eps) {
+    tw_op_call c;
+    tw_status st = norm_bwd(be, TW_OP_RMSNORM_BWD, dx, dw, tw_ref_none(), dy, x, w, 1, rows, n,
+                            eps, &c);
+    return st != TW_OK || rows == 0 ? st : op_dispatch(be, &c);
+}
+
+tw_status tw_op_layernorm_bwd(tw_backend *be, tw_ref dx, tw_ref dw, tw_ref db, tw_ref dy,
+                              tw_ref x, tw_ref w, int64_t rows, int64_t n, float eps) {
+    tw_op_call c;
+    tw_status st = norm_bwd(be, TW_OP_LAYERNORM_BWD, dx, dw, db, dy, x, w, 0, rows, n, eps, &c);
+    return st != TW_OK || rows == 0 ? st : op_dispatch(be, &c);
+}
+
+tw_status tw_op_rope_bwd(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref pos, int64_t n_tok,
+                         int64_t n_head, int64_t head_dim, int64_t rope_dim, tw_rope_mode mode,
+                         float theta_base, float freq_scale, tw_ref freq_factors) {
+    const tw_op op = TW_OP_ROPE_BWD;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n_head", n_head, 1, INT32_MAX)) ||
+        (st = range_arg(op, "head_dim", head_dim, 2, INT32_MAX)) ||
+        (st = range_arg(op, "rope_dim", rope_dim, 2, head_dim)) ||
+        (st = mul_arg(op, "n_head x head_dim", n_head, head_dim, &nx)) ||
+        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nx, &nx)) ||
+        (st = finite_arg(op, "theta_base", theta_base, 0, 1)) ||
+        (st = finite_arg(op, "freq_scale", freq_scale, 0, 1)))
+        return st;
+    if (rope_dim % 2)
+        return tw_error(TW_ERR_ARG, "rope_bwd: rope_dim = %" PRId64 " is odd", rope_dim);
+    if (mode != TW_ROPE_NORM && mode != TW_ROPE_NEOX)
+        return tw_error(TW_ERR_ARG, "rope_bwd: mode = %d is neither TW_ROPE_NORM nor "
+                        "TW_ROPE_NEOX", (int)mode);
+    op_tensor tdx = {"dx", dx, 0, NULL}, tdy = {"dy", dy, 0, NULL}, tp = {"pos", pos, 0, NULL},
+              tf = {"freq_factors", freq_factors, 0, NULL};
+    if ((st = tensor_check(be, op, &tdx, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tp, n_tok, sizeof(int32_t))) ||
+        (st = tensor_check_opt(be, op, &tf, rope_dim / 2, sizeof(float))) ||
+        (st = overlap_check(op, &tdx, &tdy, 1)) || (st = overlap_check(op, &tdx, &tp, 0)) ||
+        (st = overlap_check(op, &tdx, &tf, 0)))
+        return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tdx.addr, .src = {tdy.addr, tp.addr, tf.addr},
+                    .ne = {n_tok, n_head, head_dim, rope_dim, mode},
+                    .fp = {theta_base, freq_scale}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_swiglu_bwd(tw_backend *be, tw_ref dgate, tw_ref dup, tw_ref dy, tw_ref gate,
+                           tw_ref up, int64_t rows, int64_t n) {
+    const tw_op op = TW_OP_SWIGLU_BWD;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) || (st = mul_arg(op, "rows x n", rows, n, &nx)))
+        return st;
+    op_tensor tdg = {"dgate", dgate, 0, NULL}, tdu = {"dup", dup, 0, NULL},
+              tdy = {"dy", dy, 0, NULL}, tg = {"gate", gate, 0, NULL}, tu = {"up", up, 0, NULL};
+    op_tensor *outs[] = {&tdg, &tdu}, *all[] = {&tdg, &tdu, &tdy, &tg, &tu};
+    for (int i = 0; i < 5; i++)
+        if ((st = tensor_check(be, op, all[i], nx, sizeof(float)))) return st;
+    if ((st = overlaps_check(op, outs, 2, all, 5))) return st;
+    if (rows == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tdg.addr, .dst2 = tdu.addr,
+                    .src = {tdy.addr, tg.addr, tu.addr}, .ne = {rows, n}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_gelu_bwd(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref x, int64_t n,
+                         tw_gelu_mode mode) {
+    const tw_op op = TW_OP_GELU_BWD;
+    tw_status st;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n", n, 0, INT64_MAX))) return st;
+    if (mode != TW_GELU_TANH && mode != TW_GELU_ERF)
+        return tw_error(TW_ERR_ARG, "gelu_bwd: mode = %d is neither TW_GELU_TANH nor TW_GELU_ERF",
+                        (int)mode);
+    op_tensor tdx = {"dx", dx, 0, NULL}, tdy = {"dy", dy, 0, NULL}, tx = {"x", x, 0, NULL};
+    if ((st = tensor_check(be, op, &tdx, n, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, n, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, n, sizeof(float))) ||
+        (st = overlap_check(op, &tdx, &tdy, 1)) || (st = overlap_check(op, &tdx, &tx, 0)))
+        return st;
+    if (n == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tdx.addr, .src = {tdy.addr, tx.addr}, .ne = {n, mode}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_embed_bwd(tw_backend *be, tw_ref dtable, tw_ref dy, tw_ref ids, int64_t n_rows,
+                          int64_t n_ids, int64_t n) {
+    const tw_op op = TW_OP_EMBED_BWD;
+    tw_status st;
+    int64_t nt = 0, ny = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_rows", n_rows, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_ids", n_ids, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) ||
+        (st = mul_arg(op, "n_rows x n", n_rows, n, &nt)) || (st = mul_arg(op, "n_ids x n", n_ids, n, &ny)))
+        return st;
+    op_tensor tt = {"dtable", dtable, 0, NULL}, tdy = {"dy", dy, 0, NULL},
+              ti = {"ids", ids, 0, NULL};
+    if ((st = tensor_check(be, op, &tt, nt, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdy, ny, sizeof(float))) ||
+        (st = tensor_check(be, op, &ti, n_ids, sizeof(int32_t))) ||
+        (st = overlap_check(op, &tt, &tdy, 0)) || (st = overlap_check(op, &tt, &ti, 0)))
+        return st;
+    if (n_ids == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tt.addr, .src = {tdy.addr, ti.addr}, .ne = {n_rows, n_ids, n}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_xent(tw_backend *be, tw_ref loss, tw_ref dh, tw_ref dw, tw_ref h, tw_ref w,
+                     tw_dtype wtype, tw_ref target, int64_t n_tok, int64_t d, int64_t n_vocab,
+                     float grad_scale) {
+    const tw_op op = TW_OP_XENT;
+    tw_status st;
+    int64_t wbytes = 0, nh = 0, nw = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "d", d, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_vocab", n_vocab, 1, INT32_MAX)) ||
+        (st = dtype_rows_check(op, "w", wtype, matmul_types, n_vocab, d, &wbytes)) ||
+        (st = mul_arg(op, "n_tok x d", n_tok, d, &nh)) ||
+        (st = mul_arg(op, "n_vocab x d", n_vocab, d, &nw)))
+        return st;
+    if (!isfinite(grad_scale))
+        return tw_error(TW_ERR_ARG, "xent: grad_scale = %g is not finite", (double)grad_scale);
+    op_tensor tl = {"loss", loss, 0, NULL}, tdh = {"dh", dh, 0, NULL}, tdw = {"dw", dw, 0, NULL},
+              th = {"h", h, 0, NULL}, tw = {"w", w, 0, NULL}, tt = {"target", target, 0, NULL};
+    op_tensor *outs[] = {&tl, &tdh, &tdw}, *all[] = {&tl, &tdh, &tdw, &th, &tw, &tt};
+    if ((st = tensor_check(be, op, &tl, n_tok, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tdh, nh, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tdw, nw, sizeof(float))) ||
+        (st = tensor_check(be, op, &th, nh, sizeof(float))) ||
+        (st = tensor_check_aligned(be, op, &tw, wbytes, 1, dtype_align(wtype))) ||
+        (st = tensor_check(be, op, &tt, n_tok, sizeof(int32_t))) ||
+        (st = overlaps_check(op, outs, 3, all, 6)))
+        return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tl.addr, .dst2 = tdh.addr, .dst3 = tdw.addr,
+                    .src = {th.addr, tw.addr, tt.addr}, .ne = {n_tok, d, n_vocab},
+                    .fp = {grad_scale}, .type = wtype};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_adamw(tw_backend *be, tw_ref p, tw_ref g, tw_ref m, tw_ref v, int64_t n,
+                      float lr, float b1, float b2, float eps, float weight_decay,
+                      float grad_scale, int64_t step) {
+    const tw_op op = TW_OP_ADAMW;
+    tw_status st;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n", n, 0, INT64_MAX)) ||
+        (st = range_arg(op, "step", step, 1, INT64_MAX)) || (st = finite_arg(op, "lr", lr, 0, 0)) ||
+        (st = finite_arg(op, "b1", b1, 0, 0)) || (st = finite_arg(op, "b2", b2, 0, 0)) ||
+        (st = finite_arg(op, "eps", eps, 0, 1)) ||
+        (st = finite_arg(op, "weight_decay", weight_decay, 0, 0)))
+        return st;
+    if (b1 >= 1 || b2 >= 1)
+        return tw_error(TW_ERR_ARG, "adamw: b1 = %g and b2 = %g must be below 1", (double)b1,
+                        (double)b2);
+    if (!isfinite(grad_scale))
+        return tw_error(TW_ERR_ARG, "adamw: grad_scale = %g is not finite", (double)grad_scale);
+    op_tensor tp = {"p", p, 0, NULL}, tg = {"g", g, 0, NULL}, tm = {"m", m, 0, NULL},
+              tv = {"v", v, 0, NULL};
+    op_tensor *outs[] = {&tp, &tm, &tv}, *all[] = {&tp, &tg, &tm, &tv};
+    for (int i = 0; i < 4; i++)
+        if ((st = tensor_check(be, op, all[i], n, sizeof(float)))) return st;
+    if ((st = overlaps_check(op, outs, 3, all, 4))) return st;
+    if (n == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = tp.addr, .dst2 = tm.addr, .dst3 = tv.addr, .src = {tg.addr},
+                    .ne = {n, step}, .fp = {lr, b1, b2, eps, weight_decay, grad_scale}};
+    return op_dispatch(be, &c);
+}

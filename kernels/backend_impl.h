@@ -37,7 +37,19 @@ extern "C" {
  *   ATTN_SEG        dst out, dst2 lse (NULL when not asked), src {q, k, v, seg},
  *                   ne {n_tok, n_head, n_kv_head, head_dim, causal}, fp {scale}
  *   ATTN_SEG_BWD    dst dq, dst2 dk, dst3 dv, src {dout, out, lse, q, k, v, seg},
- *                   ne {n_tok, n_head, n_kv_head, head_dim, causal}, fp {scale} */
+ *                   ne {n_tok, n_head, n_kv_head, head_dim, causal}, fp {scale}
+ *   MATMUL_DX       dst dx, src {dy, w}, ne {m, k, n_out, accumulate}, type wtype
+ *   MATMUL_DW       dst dw, dst2 dbias, src {dy, x}, ne {m, k, n_out, accumulate}
+ *   RMSNORM_BWD     dst dx, dst2 dw, src {dy, x, w}, ne {rows, n}, fp {eps}
+ *   LAYERNORM_BWD   dst dx, dst2 dw, dst3 db, src {dy, x, w}, ne {rows, n}, fp {eps}
+ *   ROPE_BWD        dst dx, src {dy, pos, freq_factors}, ne and fp as ROPE
+ *   SWIGLU_BWD      dst dgate, dst2 dup, src {dy, gate, up}, ne {rows, n}
+ *   GELU_BWD        dst dx, src {dy, x}, ne {n, mode}
+ *   EMBED_BWD       dst dtable, src {dy, ids}, ne {n_rows, n_ids, n}
+ *   XENT            dst loss, dst2 dh, dst3 dw, src {h, w, target}, ne {n_tok, d, n_vocab},
+ *                   fp {grad_scale}, type wtype
+ *   ADAMW           dst p, dst2 m, dst3 v, src {g}, ne {n, step}, fp {lr, b1, b2, eps,
+ *                   weight_decay, grad_scale} */
 typedef struct {
     tw_op op;
     void *dst;
@@ -45,7 +57,7 @@ typedef struct {
     void *dst3; /* ops with three outputs (ATTN_SEG_BWD, LAYERNORM_BWD) */
     const void *src[TW_OP_MAX_SRC];
     int64_t ne[8];
-    float fp[4];
+    float fp[8]; /* ADAMW has six */
     tw_dtype type;
 } tw_op_call;
 

@@ -23,10 +23,6 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_SOFTMAX:
     case TW_OP_ARGMAX:
     case TW_OP_TOPK:
-        return 1;
-    /* Training ops: each moves up to the list above as its kernel lands (kernels.h). */
-    case TW_OP_ATTN_SEG:
-    case TW_OP_ATTN_SEG_BWD:
     case TW_OP_MATMUL_DX:
     case TW_OP_MATMUL_DW:
     case TW_OP_RMSNORM_BWD:
@@ -37,6 +33,10 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_EMBED_BWD:
     case TW_OP_XENT:
     case TW_OP_ADAMW:
+        return 1;
+    /* Training ops: each moves up to the list above as its kernel lands (kernels.h). */
+    case TW_OP_ATTN_SEG:
+    case TW_OP_ATTN_SEG_BWD:
         return 0;
     case TW_OP_COUNT:
         break;
@@ -64,6 +64,16 @@ static tw_status index_check(tw_op op, const char *arg, const int32_t *v, int64_
         if (v[i] < 0 || v[i] >= lim)
             return tw_error(TW_ERR_ARG, "%s: %s[%lld] = %d is outside [0, %lld)", tw_op_name(op),
                             arg, (long long)i, (int)v[i], (long long)lim);
+    return TW_OK;
+}
+
+/* XENT: every target[t] < n_vocab (negative ones are ignored tokens). */
+static tw_status target_check(const int32_t *target, int64_t n_tok, int64_t n_vocab) {
+    for (int64_t t = 0; t < n_tok; t++)
+        if (target[t] >= n_vocab)
+            return tw_error(TW_ERR_ARG, "xent: target[%lld] = %d is not below n_vocab = %lld "
+                            "(negative: ignored)", (long long)t, (int)target[t],
+                            (long long)n_vocab);
     return TW_OK;
 }
 
@@ -152,18 +162,43 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
         return TW_OK;
     case TW_OP_TOPK:
         return tw_cpu_topk_f32(c->dst, c->dst2, c->src[0], ne[0], ne[1], ne[2]);
+    case TW_OP_MATMUL_DX:
+        return tw_cpu_matmul_dx(c->dst, c->src[0], c->src[1], c->type, ne[0], ne[1], ne[2],
+                                (int)ne[3]);
+    case TW_OP_MATMUL_DW:
+        return tw_cpu_matmul_dw(c->dst, c->dst2, c->src[0], c->src[1], ne[0], ne[1], ne[2],
+                                (int)ne[3]);
+    case TW_OP_RMSNORM_BWD:
+        return tw_cpu_rmsnorm_bwd_f32(c->dst, c->dst2, c->src[0], c->src[1], c->src[2], ne[0],
+                                      ne[1], c->fp[0]);
+    case TW_OP_LAYERNORM_BWD:
+        return tw_cpu_layernorm_bwd_f32(c->dst, c->dst2, c->dst3, c->src[0], c->src[1], c->src[2],
+                                        ne[0], ne[1], c->fp[0]);
+    case TW_OP_ROPE_BWD:
+        if ((st = index_check(c->op, "pos", c->src[1], ne[0], INT32_MAX))) return st;
+        tw_cpu_rope_bwd_f32(c->dst, c->src[0], c->src[1], ne[0], ne[1], ne[2], ne[3], (int)ne[4],
+                            c->fp[0], c->fp[1], c->src[2]);
+        return TW_OK;
+    case TW_OP_SWIGLU_BWD:
+        tw_cpu_swiglu_bwd_f32(c->dst, c->dst2, c->src[0], c->src[1], c->src[2], ne[0] * ne[1]);
+        return TW_OK;
+    case TW_OP_GELU_BWD:
+        tw_cpu_gelu_bwd_f32(c->dst, c->src[0], c->src[1], ne[0], (int)ne[1]);
+        return TW_OK;
+    case TW_OP_EMBED_BWD:
+        if ((st = index_check(c->op, "ids", c->src[1], ne[1], ne[0]))) return st;
+        tw_cpu_embed_bwd_f32(c->dst, c->src[0], c->src[1], ne[1], ne[2]);
+        return TW_OK;
+    case TW_OP_XENT:
+        if ((st = target_check(c->src[2], ne[0], ne[2]))) return st;
+        return tw_cpu_xent(c->dst, c->dst2, c->dst3, c->src[0], c->src[1], c->type, c->src[2],
+                           ne[0], ne[1], ne[2], c->fp[0]);
+    case TW_OP_ADAMW:
+        tw_cpu_adamw_f32(c->dst, c->src[0], c->dst2, c->dst3, ne[0], c->fp[0], c->fp[1], c->fp[2],
+                         c->fp[3], c->fp[4], c->fp[5], ne[1]);
+        return TW_OK;
     case TW_OP_ATTN_SEG:
     case TW_OP_ATTN_SEG_BWD:
-    case TW_OP_MATMUL_DX:
-    case TW_OP_MATMUL_DW:
-    case TW_OP_RMSNORM_BWD:
-    case TW_OP_LAYERNORM_BWD:
-    case TW_OP_ROPE_BWD:
-    case TW_OP_SWIGLU_BWD:
-    case TW_OP_GELU_BWD:
-    case TW_OP_EMBED_BWD:
-    case TW_OP_XENT:
-    case TW_OP_ADAMW:
     case TW_OP_COUNT:
         break;
     }

@@ -178,4 +178,90 @@ void tw_ref_topk_f32(float *vals, int32_t *idx, const float *x, int64_t rows, in
                      int64_t k);
 tw_status tw_cpu_topk_f32(float *vals, int32_t *idx, const float *x, int64_t rows, int64_t n,
                           int64_t k);
+
+/* ---- training ops (kernels.h, "training ops"; ref_train.c, train_gemm.c, train_ops.c) -----
+ * `accumulate` 1 adds into the output, 0 overwrites it. Kernels with scratch return a status
+ * (TW_ERR_NOMEM). Index arrays (ids, targets < n_vocab) are assumed in range (backend_cpu.c
+ * checks them). Every optimized kernel gives the same bits for any thread count. */
+
+/* dx (+)= dy . dequantize(W).   dy: (m, n_out), w: (n_out, k) of wt (any tw_op_matmul type),
+ * dx: (m, k). force_portable: the plain C micro-kernel even where AVX2 is available. */
+tw_status tw_ref_matmul_dx(float *dx, const float *dy, const void *w, tw_dtype wt, int64_t m,
+                           int64_t k, int64_t n_out, int accumulate);
+tw_status tw_cpu_matmul_dx(float *dx, const float *dy, const void *w, tw_dtype wt, int64_t m,
+                           int64_t k, int64_t n_out, int accumulate);
+tw_status tw_cpu_matmul_dx_variant(float *dx, const float *dy, const void *w, tw_dtype wt,
+                                   int64_t m, int64_t k, int64_t n_out, int accumulate,
+                                   int force_portable);
+
+/* dw (+)= dy^T . x, dbias (+)= column sums of dy (when not NULL).   dy: (m, n_out), x: (m, k),
+ * dw: (n_out, k), dbias: (n_out). m may be 0 (then dw, dbias = 0 unless accumulating). */
+void tw_ref_matmul_dw(float *dw, float *dbias, const float *dy, const float *x, int64_t m,
+                      int64_t k, int64_t n_out, int accumulate);
+tw_status tw_cpu_matmul_dw(float *dw, float *dbias, const float *dy, const float *x, int64_t m,
+                           int64_t k, int64_t n_out, int accumulate);
+tw_status tw_cpu_matmul_dw_variant(float *dw, float *dbias, const float *dy, const float *x,
+                                   int64_t m, int64_t k, int64_t n_out, int accumulate,
+                                   int force_portable);
+
+/* RMSNorm backward.   dx, dy, x: (rows, n), w: (n); dx overwritten, dw (n) += or NULL. */
+tw_status tw_ref_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x,
+                                 const float *w, int64_t rows, int64_t n, float eps);
+tw_status tw_cpu_rmsnorm_bwd_f32(float *dx, float *dw, const float *dy, const float *x,
+                                 const float *w, int64_t rows, int64_t n, float eps);
+
+/* LayerNorm backward.   dx, dy, x: (rows, n); w: (n) or NULL (1); dw, db: (n) += or NULL. */
+tw_status tw_ref_layernorm_bwd_f32(float *dx, float *dw, float *db, const float *dy,
+                                   const float *x, const float *w, int64_t rows, int64_t n,
+                                   float eps);
+tw_status tw_cpu_layernorm_bwd_f32(float *dx, float *dw, float *db, const float *dy,
+                                   const float *x, const float *w, int64_t rows, int64_t n,
+                                   float eps);
+
+/* RoPE backward (the inverse rotation).   dx, dy: (n_tok, n_head, head_dim); the rest as
+ * tw_cpu_rope_f32. dx may alias dy. */
+void tw_ref_rope_bwd_f32(float *dx, const float *dy, const int32_t *pos, int64_t n_tok,
+                         int64_t n_head, int64_t head_dim, int64_t rope_dim, int mode,
+                         float theta_base, float freq_scale, const float *ff);
+void tw_cpu_rope_bwd_f32(float *dx, const float *dy, const int32_t *pos, int64_t n_tok,
+                         int64_t n_head, int64_t head_dim, int64_t rope_dim, int mode,
+                         float theta_base, float freq_scale, const float *ff);
+
+/* SwiGLU backward over (n) elements (rows * n of the op): dgate, dup overwritten. */
+void tw_ref_swiglu_bwd_f32(float *dgate, float *dup, const float *dy, const float *gate,
+                           const float *up, int64_t n);
+void tw_cpu_swiglu_bwd_f32(float *dgate, float *dup, const float *dy, const float *gate,
+                           const float *up, int64_t n);
+void tw_cpu_swiglu_bwd_f32_portable(float *dgate, float *dup, const float *dy, const float *gate,
+                                    const float *up, int64_t n);
+void tw_cpu_swiglu_bwd_f32_avx2(float *dgate, float *dup, const float *dy, const float *gate,
+                                const float *up, int64_t n);
+
+/* GELU backward, mode a tw_gelu_mode.   dx, dy, x: (n); dx may alias dy. */
+void tw_ref_gelu_bwd_f32(float *dx, const float *dy, const float *x, int64_t n, int mode);
+void tw_cpu_gelu_bwd_f32(float *dx, const float *dy, const float *x, int64_t n, int mode);
+
+/* dtable[ids[i],:] += dy[i,:] in order of i (bit-exact everywhere).   dtable: (n_rows, n),
+ * dy: (n_ids, n), ids: (n_ids). */
+void tw_ref_embed_bwd_f32(float *dtable, const float *dy, const int32_t *ids, int64_t n_ids,
+                          int64_t n);
+void tw_cpu_embed_bwd_f32(float *dtable, const float *dy, const int32_t *ids, int64_t n_ids,
+                          int64_t n);
+
+/* LM head + softmax cross-entropy.   h: (n_tok, d), w: (n_vocab, d) of wt, target: (n_tok)
+ * (< 0: ignored), loss: (n_tok), dh: (n_tok, d) or NULL, dw: (n_vocab, d) += or NULL. */
+tw_status tw_ref_xent(float *loss, float *dh, float *dw, const float *h, const void *w,
+                      tw_dtype wt, const int32_t *target, int64_t n_tok, int64_t d,
+                      int64_t n_vocab, float grad_scale);
+tw_status tw_cpu_xent(float *loss, float *dh, float *dw, const float *h, const void *w,
+                      tw_dtype wt, const int32_t *target, int64_t n_tok, int64_t d,
+                      int64_t n_vocab, float grad_scale);
+
+/* One AdamW step.   p, g, m, v: (n). */
+void tw_ref_adamw_f32(float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                      float b1, float b2, float eps, float weight_decay, float grad_scale,
+                      int64_t step);
+void tw_cpu_adamw_f32(float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                      float b1, float b2, float eps, float weight_decay, float grad_scale,
+                      int64_t step);
 #endif
