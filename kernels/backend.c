@@ -744,6 +744,113 @@ tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t 
     return op_dispatch(be, &c);
 }
 
+/* ---- segment attention (training ops) ---------------------------------------------------- */
+
+/* The shape arguments shared by ATTN_SEG and its backward; *nq, *nkv: elements of a q-shaped
+ * and a k-shaped tensor, *nl: of lse. */
+static tw_status attn_seg_shape_check(tw_op op, int64_t n_tok, int64_t n_head, int64_t n_kv_head,
+                                      int64_t head_dim, float scale, int causal, int64_t *nq,
+                                      int64_t *nkv, int64_t *nl) {
+    tw_status st;
+    if ((st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
+        (st = range_arg(op, "n_kv_head", n_kv_head, 1, INT32_MAX)) ||
+        (st = range_arg(op, "n_head", n_head, n_kv_head, INT32_MAX)) ||
+        (st = range_arg(op, "head_dim", head_dim, 1, 1024)) ||
+        (st = mul_arg(op, "n_tok x n_head", n_tok, n_head, nl)) ||
+        (st = mul_arg(op, "n_tok x n_head x head_dim", *nl, head_dim, nq)) ||
+        (st = mul_arg(op, "n_tok x n_kv_head", n_tok, n_kv_head, nkv)) ||
+        (st = mul_arg(op, "n_tok x n_kv_head x head_dim", *nkv, head_dim, nkv)))
+        return st;
+    if (n_head % n_kv_head)
+        return tw_error(TW_ERR_ARG, "%s: n_head = %" PRId64 " is not a multiple of n_kv_head = %"
+                        PRId64, tw_op_name(op), n_head, n_kv_head);
+    if (!isfinite(scale) || scale <= 0)
+        return tw_error(TW_ERR_ARG, "%s: scale = %g must be finite and > 0", tw_op_name(op),
+                        (double)scale);
+    if (causal != 0 && causal != 1)
+        return tw_error(TW_ERR_ARG, "%s: causal = %d must be 0 or 1", tw_op_name(op), causal);
+    return TW_OK;
+}
+
+tw_status tw_op_attn_seg(tw_backend *be, tw_ref out, tw_ref lse, tw_ref q, tw_ref k, tw_ref v,
+                         tw_ref seg, int64_t n_tok, int64_t n_head, int64_t n_kv_head,
+                         int64_t head_dim, float scale, int causal) {
+    const tw_op op = TW_OP_ATTN_SEG;
+    tw_status st;
+    int64_t nq = 0, nkv = 0, nl = 0;
+    if ((st = backend_arg(op, be)) ||
+        (st = attn_seg_shape_check(op, n_tok, n_head, n_kv_head, head_dim, scale, causal, &nq,
+                                   &nkv, &nl)))
+        return st;
+    op_tensor to = {"out", out, 0, NULL}, tl = {"lse", lse, 0, NULL}, tq = {"q", q, 0, NULL},
+              tk = {"k", k, 0, NULL}, tv = {"v", v, 0, NULL}, ts = {"seg", seg, 0, NULL};
+    const op_tensor *srcs[] = {&tq, &tk, &tv, &ts};
+    if ((st = tensor_check(be, op, &to, nq, sizeof(float))) ||
+        (st = tensor_check_opt(be, op, &tl, nl, sizeof(float))) ||
+        (st = tensor_check(be, op, &tq, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &tk, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &tv, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &ts, n_tok, sizeof(int32_t))) ||
+        (st = overlap_check(op, &to, &tl, 0)))
+        return st;
+    for (int i = 0; i < 4; i++)
+        if ((st = overlap_check(op, &to, srcs[i], 0)) || (st = overlap_check(op, &tl, srcs[i], 0)))
+            return st;
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = to.addr,
+                    .dst2 = tl.addr,
+                    .src = {tq.addr, tk.addr, tv.addr, ts.addr},
+                    .ne = {n_tok, n_head, n_kv_head, head_dim, causal},
+                    .fp = {scale}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_attn_seg_bwd(tw_backend *be, tw_ref dq, tw_ref dk, tw_ref dv, tw_ref dout,
+                             tw_ref out, tw_ref lse, tw_ref q, tw_ref k, tw_ref v, tw_ref seg,
+                             int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
+                             float scale, int causal) {
+    const tw_op op = TW_OP_ATTN_SEG_BWD;
+    tw_status st;
+    int64_t nq = 0, nkv = 0, nl = 0;
+    if ((st = backend_arg(op, be)) ||
+        (st = attn_seg_shape_check(op, n_tok, n_head, n_kv_head, head_dim, scale, causal, &nq,
+                                   &nkv, &nl)))
+        return st;
+    op_tensor tdq = {"dq", dq, 0, NULL}, tdk = {"dk", dk, 0, NULL}, tdv = {"dv", dv, 0, NULL},
+              tdo = {"dout", dout, 0, NULL}, to = {"out", out, 0, NULL},
+              tl = {"lse", lse, 0, NULL}, tq = {"q", q, 0, NULL}, tk = {"k", k, 0, NULL},
+              tv = {"v", v, 0, NULL}, ts = {"seg", seg, 0, NULL};
+    if ((st = tensor_check(be, op, &tdq, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdk, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdv, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &tdo, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &to, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &tl, nl, sizeof(float))) ||
+        (st = tensor_check(be, op, &tq, nq, sizeof(float))) ||
+        (st = tensor_check(be, op, &tk, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &tv, nkv, sizeof(float))) ||
+        (st = tensor_check(be, op, &ts, n_tok, sizeof(int32_t))))
+        return st;
+    const op_tensor *dsts[] = {&tdq, &tdk, &tdv};
+    const op_tensor *srcs[] = {&tdo, &to, &tl, &tq, &tk, &tv, &ts};
+    for (int i = 0; i < 3; i++) {
+        for (int j = i + 1; j < 3; j++)
+            if ((st = overlap_check(op, dsts[i], dsts[j], 0))) return st;
+        for (int j = 0; j < 7; j++)
+            if ((st = overlap_check(op, dsts[i], srcs[j], 0))) return st;
+    }
+    if (n_tok == 0) return TW_OK;
+    tw_op_call c = {.op = op,
+                    .dst = tdq.addr,
+                    .dst2 = tdk.addr,
+                    .dst3 = tdv.addr,
+                    .src = {tdo.addr, to.addr, tl.addr, tq.addr, tk.addr, tv.addr, ts.addr},
+                    .ne = {n_tok, n_head, n_kv_head, head_dim, causal},
+                    .fp = {scale}};
+    return op_dispatch(be, &c);
+}
+
 /* ---- training ops: backward passes, fused cross-entropy, AdamW ---------------------------- */
 
 static tw_status flag_arg(tw_op op, const char *arg, int v) {

@@ -23,6 +23,8 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_SOFTMAX:
     case TW_OP_ARGMAX:
     case TW_OP_TOPK:
+    case TW_OP_ATTN_SEG:
+    case TW_OP_ATTN_SEG_BWD:
     case TW_OP_MATMUL_DX:
     case TW_OP_MATMUL_DW:
     case TW_OP_RMSNORM_BWD:
@@ -34,10 +36,6 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_XENT:
     case TW_OP_ADAMW:
         return 1;
-    /* Training ops: each moves up to the list above as its kernel lands (kernels.h). */
-    case TW_OP_ATTN_SEG:
-    case TW_OP_ATTN_SEG_BWD:
-        return 0;
     case TW_OP_COUNT:
         break;
     }
@@ -64,6 +62,16 @@ static tw_status index_check(tw_op op, const char *arg, const int32_t *v, int64_
         if (v[i] < 0 || v[i] >= lim)
             return tw_error(TW_ERR_ARG, "%s: %s[%lld] = %d is outside [0, %lld)", tw_op_name(op),
                             arg, (long long)i, (int)v[i], (long long)lim);
+    return TW_OK;
+}
+
+/* Segment attention: seg (n_tok) must be non-decreasing (each segment contiguous). */
+static tw_status seg_check(tw_op op, const int32_t *seg, int64_t n_tok) {
+    for (int64_t t = 1; t < n_tok; t++)
+        if (seg[t] < seg[t - 1])
+            return tw_error(TW_ERR_ARG, "%s: seg[%lld] = %d is below seg[%lld] = %d (segments "
+                            "must be contiguous, in non-decreasing order)", tw_op_name(op),
+                            (long long)t, (int)seg[t], (long long)(t - 1), (int)seg[t - 1]);
     return TW_OK;
 }
 
@@ -162,6 +170,20 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
         return TW_OK;
     case TW_OP_TOPK:
         return tw_cpu_topk_f32(c->dst, c->dst2, c->src[0], ne[0], ne[1], ne[2]);
+    case TW_OP_ATTN_SEG: {
+        if ((st = seg_check(c->op, c->src[3], ne[0]))) return st;
+        tw_attn_seg_shape s = {.n_tok = ne[0], .n_head = ne[1], .n_kv_head = ne[2],
+                               .head_dim = ne[3], .scale = c->fp[0], .causal = (int)ne[4]};
+        return tw_cpu_attn_seg_f32(c->dst, c->dst2, c->src[0], c->src[1], c->src[2], c->src[3],
+                                   &s);
+    }
+    case TW_OP_ATTN_SEG_BWD: {
+        if ((st = seg_check(c->op, c->src[6], ne[0]))) return st;
+        tw_attn_seg_shape s = {.n_tok = ne[0], .n_head = ne[1], .n_kv_head = ne[2],
+                               .head_dim = ne[3], .scale = c->fp[0], .causal = (int)ne[4]};
+        return tw_cpu_attn_seg_bwd_f32(c->dst, c->dst2, c->dst3, c->src[0], c->src[1], c->src[2],
+                                       c->src[3], c->src[4], c->src[5], c->src[6], &s);
+    }
     case TW_OP_MATMUL_DX:
         return tw_cpu_matmul_dx(c->dst, c->src[0], c->src[1], c->type, ne[0], ne[1], ne[2],
                                 (int)ne[3]);
@@ -197,8 +219,6 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
         tw_cpu_adamw_f32(c->dst, c->src[0], c->dst2, c->dst3, ne[0], c->fp[0], c->fp[1], c->fp[2],
                          c->fp[3], c->fp[4], c->fp[5], ne[1]);
         return TW_OK;
-    case TW_OP_ATTN_SEG:
-    case TW_OP_ATTN_SEG_BWD:
     case TW_OP_COUNT:
         break;
     }

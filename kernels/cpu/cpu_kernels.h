@@ -264,4 +264,36 @@ void tw_ref_adamw_f32(float *p, const float *g, float *m, float *v, int64_t n, f
 void tw_cpu_adamw_f32(float *p, const float *g, float *m, float *v, int64_t n, float lr,
                       float b1, float b2, float eps, float weight_decay, float grad_scale,
                       int64_t step);
+
+/* Segment attention (kernels.h, TW_OP_ATTN_SEG and its backward), dense within segments.
+ *   out, q, dout, dq: (n_tok, n_head, head_dim); k, v, dk, dv: (n_tok, n_kv_head, head_dim);
+ *   lse: (n_tok, n_head) (NULL: not written, forward only); seg: (n_tok) non-decreasing (the
+ *   CPU backend checks it first). The optimized kernels (attn_seg.c) need scratch memory
+ *   (TW_ERR_NOMEM) and give the same bits for any thread count; the references
+ *   (ref_attn_seg.c) accumulate in fp64 and allocate nothing. The backward recomputes the
+ *   softmax from the given lse and uses D = rowsum(dout * out) of the given out. */
+typedef struct {
+    int64_t n_tok, n_head, n_kv_head, head_dim;
+    float scale;
+    int causal;
+} tw_attn_seg_shape;
+void tw_ref_attn_seg_f32(float *out, float *lse, const float *q, const float *k, const float *v,
+                         const int32_t *seg, const tw_attn_seg_shape *s);
+tw_status tw_cpu_attn_seg_f32(float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int32_t *seg, const tw_attn_seg_shape *s);
+/* force_portable: 1 runs the portable C variant even where AVX2 is available. */
+tw_status tw_cpu_attn_seg_f32_variant(float *out, float *lse, const float *q, const float *k,
+                                      const float *v, const int32_t *seg,
+                                      const tw_attn_seg_shape *s, int force_portable);
+void tw_ref_attn_seg_bwd_f32(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                             const float *lse, const float *q, const float *k, const float *v,
+                             const int32_t *seg, const tw_attn_seg_shape *s);
+tw_status tw_cpu_attn_seg_bwd_f32(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *out, const float *lse, const float *q,
+                                  const float *k, const float *v, const int32_t *seg,
+                                  const tw_attn_seg_shape *s);
+tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const float *dout,
+                                          const float *out, const float *lse, const float *q,
+                                          const float *k, const float *v, const int32_t *seg,
+                                          const tw_attn_seg_shape *s, int force_portable);
 #endif

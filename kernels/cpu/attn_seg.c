@@ -1,0 +1,557 @@
+/* attn_seg.c: the optimized CPU kernels of TW_OP_ATTN_SEG and TW_OP_ATTN_SEG_BWD (kernels.h):
+ * dense attention inside segments of a packed batch, FlashAttention's way: scores are formed
+ * tile by tile and never stored whole; the backward recomputes them from q, k and the saved
+ * log-sum-exp.
+ *
+ * Forward: one task per (segment, query chunk of QC rows, head). A task walks the keys its
+ * chunk may see in tiles of BK: S = scale Q K^T (QC, BK), an online softmax per row (running
+ * maximum m and sum l; a larger maximum rescales l and the output by e^(m_old - m_new)), then
+ * O += P V. K is transposed per tile (head_dim, BK) so that the S tile is a register-blocked
+ * product (4 rows x 16 keys per step, AVX2+FMA) and O += P V broadcasts P (4 rows x 16 dims).
+ *
+ * Backward (with D = rowsum(dO * O), computed first):
+ *   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = scale dS K,  dK = scale dS^T Q.
+ * Two passes, so that every output row has exactly one writer (no atomics, no reduction
+ * across threads): pass 1, one task per (segment, key chunk of KC rows, kv head), walks every
+ * query that sees its keys, over all the heads of the group (grouped-query heads sum here),
+ * and owns dK, dV of its rows; it works in the transposed orientation (S^T = K Q^T) so that
+ * P^T and dS^T come out row by row. Pass 2, one task per (segment, query chunk, head), owns
+ * dQ of its rows and recomputes P and dS for them.
+ *
+ * Determinism: the tasks, and the order of every sum inside a task, do not depend on the
+ * thread count or on which thread runs a task, so results have the same bits for any number of
+ * threads (OpenMP dynamic scheduling only moves whole tasks). The portable C variant runs the
+ * same tiles with plain loops and libm's expf.
+ *
+ * Precision (fp32 throughout): dot products of head_dim terms, exponentials within 2 ulp
+ * (tw_exp8) or libm's, softmax sums of up to a segment's length of terms, in tiles; the tests
+ * bound the error against the fp64 reference from these. */
+#include "cpu_kernels.h"
+#include "simd_avx2.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TW_X86 1
+#endif
+
+enum {
+    QC = 64,  /* query rows per forward / dQ task */
+    BK = 128, /* keys per tile */
+    KC = 64,  /* key rows per dK/dV task */
+    BQ = 128, /* queries per tile of the dK/dV pass */
+};
+
+/* The four primitives the tiles are made of; one set per variant. */
+typedef struct {
+    /* c[r,j] = alpha * sum_d a[r,d] bt[d,j]   c: (R, nc) ld ldc; a: (R, D) ld lda;
+     * bt: (D, nc) ld ldb; nc a multiple of 8. */
+    void (*abt)(float *c, int64_t ldc, const float *a, int64_t lda, const float *bt, int64_t ldb,
+                int64_t R, int64_t nc, int64_t D, float alpha);
+    /* c[r,:] += sum_{j<J} w[r,j] m[j,:]   c: (R, D) ld ldc; w: (R, J) ld ldw; m: (J, D) ld ldm. */
+    void (*acc)(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m, int64_t ldm,
+                int64_t R, int64_t J, int64_t D);
+    /* max of x[lo, hi), hi > lo. */
+    float (*rmax)(const float *x, int64_t lo, int64_t hi);
+    /* y[i] = e^(x[i] - (subv ? subv[i] : subs)) for lo <= i < hi, 0 for the other i < n (n a
+     * multiple of 8); returns the sum of y. y may alias x. */
+    float (*expsub)(float *y, const float *x, const float *subv, float subs, int64_t lo,
+                    int64_t hi, int64_t n);
+} seg_prims;
+
+/* ---- portable primitives ------------------------------------------------------------------ */
+
+static void abt_portable(float *c, int64_t ldc, const float *a, int64_t lda, const float *bt,
+                         int64_t ldb, int64_t R, int64_t nc, int64_t D, float alpha) {
+    for (int64_t r = 0; r < R; r++) {
+        float *cr = c + r * ldc;
+        for (int64_t j = 0; j < nc; j++) cr[j] = 0;
+        for (int64_t d = 0; d < D; d++) {
+            float av = a[r * lda + d];
+            const float *b = bt + d * ldb;
+            for (int64_t j = 0; j < nc; j++) cr[j] += av * b[j];
+        }
+        for (int64_t j = 0; j < nc; j++) cr[j] *= alpha;
+    }
+}
+
+static void acc_portable(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
+                         int64_t ldm, int64_t R, int64_t J, int64_t D) {
+    for (int64_t r = 0; r < R; r++) {
+        float *cr = c + r * ldc;
+        for (int64_t j = 0; j < J; j++) {
+            float wv = w[r * ldw + j];
+            const float *mr = m + j * ldm;
+            for (int64_t d = 0; d < D; d++) cr[d] += wv * mr[d];
+        }
+    }
+}
+
+static float rmax_portable(const float *x, int64_t lo, int64_t hi) {
+    float mx = x[lo];
+    for (int64_t i = lo + 1; i < hi; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+static float expsub_portable(float *y, const float *x, const float *subv, float subs, int64_t lo,
+                             int64_t hi, int64_t n) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float e = i >= lo && i < hi ? expf(x[i] - (subv ? subv[i] : subs)) : 0.0f;
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static const seg_prims prims_portable = {abt_portable, acc_portable, rmax_portable,
+                                         expsub_portable};
+
+/* ---- AVX2 + FMA primitives ---------------------------------------------------------------- */
+
+#ifdef TW_X86
+TW_AVX2 static void abt_avx2(float *c, int64_t ldc, const float *a, int64_t lda, const float *bt,
+                             int64_t ldb, int64_t R, int64_t nc, int64_t D, float alpha) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
+        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        float *c0 = c + r * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+        int64_t j = 0;
+        for (; j + 16 <= nc; j += 16) {
+            __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00,
+                   s21 = s00, s30 = s00, s31 = s00;
+            const float *b = bt + j;
+            for (int64_t d = 0; d < D; d++, b += ldb) {
+                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+                __m256 x = _mm256_broadcast_ss(a0 + d);
+                s00 = _mm256_fmadd_ps(x, b0, s00);
+                s01 = _mm256_fmadd_ps(x, b1, s01);
+                x = _mm256_broadcast_ss(a1 + d);
+                s10 = _mm256_fmadd_ps(x, b0, s10);
+                s11 = _mm256_fmadd_ps(x, b1, s11);
+                x = _mm256_broadcast_ss(a2 + d);
+                s20 = _mm256_fmadd_ps(x, b0, s20);
+                s21 = _mm256_fmadd_ps(x, b1, s21);
+                x = _mm256_broadcast_ss(a3 + d);
+                s30 = _mm256_fmadd_ps(x, b0, s30);
+                s31 = _mm256_fmadd_ps(x, b1, s31);
+            }
+            _mm256_storeu_ps(c0 + j, _mm256_mul_ps(s00, va));
+            _mm256_storeu_ps(c0 + j + 8, _mm256_mul_ps(s01, va));
+            _mm256_storeu_ps(c1 + j, _mm256_mul_ps(s10, va));
+            _mm256_storeu_ps(c1 + j + 8, _mm256_mul_ps(s11, va));
+            _mm256_storeu_ps(c2 + j, _mm256_mul_ps(s20, va));
+            _mm256_storeu_ps(c2 + j + 8, _mm256_mul_ps(s21, va));
+            _mm256_storeu_ps(c3 + j, _mm256_mul_ps(s30, va));
+            _mm256_storeu_ps(c3 + j + 8, _mm256_mul_ps(s31, va));
+        }
+        for (; j < nc; j += 8) {
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+            const float *b = bt + j;
+            for (int64_t d = 0; d < D; d++, b += ldb) {
+                __m256 b0 = _mm256_loadu_ps(b);
+                s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + d), b0, s0);
+                s1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + d), b0, s1);
+                s2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + d), b0, s2);
+                s3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + d), b0, s3);
+            }
+            _mm256_storeu_ps(c0 + j, _mm256_mul_ps(s0, va));
+            _mm256_storeu_ps(c1 + j, _mm256_mul_ps(s1, va));
+            _mm256_storeu_ps(c2 + j, _mm256_mul_ps(s2, va));
+            _mm256_storeu_ps(c3 + j, _mm256_mul_ps(s3, va));
+        }
+    }
+    for (; r < R; r++) {
+        const float *a0 = a + r * lda;
+        float *c0 = c + r * ldc;
+        for (int64_t j = 0; j < nc; j += 8) {
+            __m256 s0 = _mm256_setzero_ps();
+            const float *b = bt + j;
+            for (int64_t d = 0; d < D; d++, b += ldb)
+                s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + d), _mm256_loadu_ps(b), s0);
+            _mm256_storeu_ps(c0 + j, _mm256_mul_ps(s0, va));
+        }
+    }
+}
+
+/* Rows [r, r + NR) of acc (NR = 4 or 1), all D columns. */
+#define ACC_ROWS(NR)                                                                          \
+    do {                                                                                      \
+        float *cr[4];                                                                         \
+        const float *wr[4];                                                                   \
+        for (int q_ = 0; q_ < (NR); q_++) {                                                   \
+            cr[q_] = c + (r + q_) * ldc;                                                      \
+            wr[q_] = w + (r + q_) * ldw;                                                      \
+        }                                                                                     \
+        int64_t d = 0;                                                                        \
+        for (; d + 16 <= D; d += 16) {                                                        \
+            __m256 s0[4], s1[4];                                                              \
+            for (int q_ = 0; q_ < (NR); q_++) {                                               \
+                s0[q_] = _mm256_loadu_ps(cr[q_] + d);                                         \
+                s1[q_] = _mm256_loadu_ps(cr[q_] + d + 8);                                     \
+            }                                                                                 \
+            const float *mr = m + d;                                                          \
+            for (int64_t j = 0; j < J; j++, mr += ldm) {                                      \
+                __m256 m0 = _mm256_loadu_ps(mr), m1 = _mm256_loadu_ps(mr + 8);                \
+                for (int q_ = 0; q_ < (NR); q_++) {                                           \
+                    __m256 x = _mm256_broadcast_ss(wr[q_] + j);                               \
+                    s0[q_] = _mm256_fmadd_ps(x, m0, s0[q_]);                                  \
+                    s1[q_] = _mm256_fmadd_ps(x, m1, s1[q_]);                                  \
+                }                                                                             \
+            }                                                                                 \
+            for (int q_ = 0; q_ < (NR); q_++) {                                               \
+                _mm256_storeu_ps(cr[q_] + d, s0[q_]);                                         \
+                _mm256_storeu_ps(cr[q_] + d + 8, s1[q_]);                                     \
+            }                                                                                 \
+        }                                                                                     \
+        for (; d + 8 <= D; d += 8) {                                                          \
+            __m256 s0[4];                                                                     \
+            for (int q_ = 0; q_ < (NR); q_++) s0[q_] = _mm256_loadu_ps(cr[q_] + d);          \
+            const float *mr = m + d;                                                          \
+            for (int64_t j = 0; j < J; j++, mr += ldm) {                                      \
+                __m256 m0 = _mm256_loadu_ps(mr);                                              \
+                for (int q_ = 0; q_ < (NR); q_++)                                             \
+                    s0[q_] = _mm256_fmadd_ps(_mm256_broadcast_ss(wr[q_] + j), m0, s0[q_]);    \
+            }                                                                                 \
+            for (int q_ = 0; q_ < (NR); q_++) _mm256_storeu_ps(cr[q_] + d, s0[q_]);          \
+        }                                                                                     \
+        for (; d < D; d++)                                                                    \
+            for (int q_ = 0; q_ < (NR); q_++) {                                               \
+                float s_ = cr[q_][d];                                                         \
+                for (int64_t j = 0; j < J; j++) s_ = fmaf(wr[q_][j], m[j * ldm + d], s_);     \
+                cr[q_][d] = s_;                                                               \
+            }                                                                                 \
+    } while (0)
+
+TW_AVX2 static void acc_avx2(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
+                             int64_t ldm, int64_t R, int64_t J, int64_t D) {
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) ACC_ROWS(4);
+    for (; r < R; r++) ACC_ROWS(1);
+}
+#undef ACC_ROWS
+
+TW_AVX2 static float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+TW_AVX2 static float rmax_avx2(const float *x, int64_t lo, int64_t hi) {
+    float mx = x[lo];
+    int64_t i = lo;
+    if (hi - lo >= 8) {
+        __m256 v = _mm256_loadu_ps(x + lo);
+        for (i = lo + 8; i + 8 <= hi; i += 8) v = _mm256_max_ps(v, _mm256_loadu_ps(x + i));
+        __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_max_ss(s, _mm_movehdup_ps(s));
+        mx = _mm_cvtss_f32(s);
+    }
+    for (; i < hi; i++) mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+TW_AVX2 static float expsub_avx2(float *y, const float *x, const float *subv, float subs,
+                                 int64_t lo, int64_t hi, int64_t n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i vlo = _mm256_set1_epi32((int)lo - 1), vhi = _mm256_set1_epi32((int)hi);
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 sub = subv ? _mm256_loadu_ps(subv + i) : _mm256_set1_ps(subs);
+        __m256 e = tw_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), sub));
+        __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32((int)i));
+        __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(in)); /* outside [lo, hi): 0, whatever e was */
+        _mm256_storeu_ps(y + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return hsum8(sum);
+}
+
+static const seg_prims prims_avx2 = {abt_avx2, acc_avx2, rmax_avx2, expsub_avx2};
+#endif
+
+static const seg_prims *prims_pick(int force_portable) {
+#ifdef TW_X86
+    if (!force_portable && tw_cpu_has_avx2_fma()) return &prims_avx2;
+#endif
+    (void)force_portable;
+    return &prims_portable;
+}
+
+/* ---- shared pieces -------------------------------------------------------------------------*/
+
+static int64_t round8(int64_t n) { return (n + 7) & ~(int64_t)7; }
+
+/* dst (D, ncp) = the first n rows of src (n, D) ld ld, transposed; columns n .. ncp are 0. */
+static void transpose_pad(float *dst, const float *src, int64_t ld, int64_t n, int64_t D,
+                          int64_t ncp) {
+    for (int64_t d = 0; d < D; d++) {
+        float *o = dst + d * ncp;
+        for (int64_t j = 0; j < n; j++) o[j] = src[j * ld + d];
+        for (int64_t j = n; j < ncp; j++) o[j] = 0;
+    }
+}
+
+/* A task's rows: [r0, r1) of the segment [s0, s1). */
+typedef struct {
+    int32_t s0, s1, r0, r1;
+} seg_chunk;
+
+/* The chunks of `rows` rows of every segment into *out (tw_free it); *n their count.
+ * seg non-decreasing (checked by the backend). */
+static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, seg_chunk **out,
+                             int64_t *n) {
+    int64_t cap = 0;
+    for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
+        for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
+        cap += (s1 - s0 + rows - 1) / rows;
+    }
+    seg_chunk *c = tw_malloc((size_t)cap * sizeof *c);
+    if (!c) return tw_error_wrap("attn_seg: task list of %lld chunks", (long long)cap);
+    int64_t k = 0;
+    for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
+        for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
+        for (int64_t r = s0; r < s1; r += rows) {
+            c[k].s0 = (int32_t)s0;
+            c[k].s1 = (int32_t)s1;
+            c[k].r0 = (int32_t)r;
+            c[k].r1 = (int32_t)(r + rows < s1 ? r + rows : s1);
+            k++;
+        }
+    }
+    *out = c;
+    *n = k;
+    return TW_OK;
+}
+
+/* ---- forward -------------------------------------------------------------------------------*/
+
+/* Scratch floats of one forward task. */
+static int64_t fwd_scratch(int64_t d) { return d * BK + QC * BK + QC * d + 2 * QC; }
+
+/* One forward task: rows [c->r0, c->r1) of head h. */
+static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q, const float *k,
+                     const float *v, const seg_chunk *c, int64_t h, const tw_attn_seg_shape *s,
+                     float *work) {
+    const int64_t d = s->head_dim, kh = h / (s->n_head / s->n_kv_head);
+    const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
+    const int64_t r0 = c->r0, nr = c->r1 - c->r0;
+    float *kt = work, *S = kt + d * BK, *O = S + QC * BK, *m = O + QC * d, *l = m + QC;
+    for (int64_t i = 0; i < nr; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0;
+    }
+    memset(O, 0, (size_t)(nr * d) * sizeof(float));
+    const float *qr = q + r0 * ldq + h * d; /* (nr, head_dim) ld ldq */
+    const int64_t kend = s->causal ? c->r1 : c->s1;
+    for (int64_t kb = c->s0; kb < kend; kb += BK) {
+        const int64_t nk = kend - kb < BK ? kend - kb : BK, nkp = round8(nk);
+        const float *kr = k + kb * ldk + kh * d, *vr = v + kb * ldk + kh * d; /* (nk, d) ld ldk */
+        transpose_pad(kt, kr, ldk, nk, d, nkp);
+        P->abt(S, BK, qr, ldq, kt, nkp, nr, nkp, d, s->scale); /* (nr, nkp) */
+        for (int64_t i = 0; i < nr; i++) {
+            float *row = S + i * BK;
+            int64_t hi = s->causal ? r0 + i - kb + 1 : nk; /* keys [0, hi) of the tile */
+            if (hi > nk) hi = nk;
+            if (hi <= 0) { /* every key of the tile comes after this query */
+                memset(row, 0, (size_t)nkp * sizeof(float));
+                continue;
+            }
+            float mt = P->rmax(row, 0, hi), mn = mt > m[i] ? mt : m[i];
+            float corr = expf(m[i] - mn); /* 0 on the first tile (m = -inf) */
+            l[i] = l[i] * corr + P->expsub(row, row, NULL, mn, 0, hi, nkp);
+            m[i] = mn;
+            if (corr != 1.0f)
+                for (int64_t j = 0; j < d; j++) O[i * d + j] *= corr;
+        }
+        P->acc(O, d, S, BK, vr, ldk, nr, nk, d);
+    }
+    for (int64_t i = 0; i < nr; i++) {
+        float *o = out + (r0 + i) * ldq + h * d; /* (head_dim) */
+        for (int64_t j = 0; j < d; j++) o[j] = O[i * d + j] / l[i];
+        if (lse) lse[(r0 + i) * s->n_head + h] = m[i] + logf(l[i]);
+    }
+}
+
+tw_status tw_cpu_attn_seg_f32_variant(float *out, float *lse, const float *q, const float *k,
+                                      const float *v, const int32_t *seg,
+                                      const tw_attn_seg_shape *s, int force_portable) {
+    const seg_prims *P = prims_pick(force_portable);
+    seg_chunk *ch = NULL;
+    int64_t n_ch = 0;
+    tw_status st = chunks_make(seg, s->n_tok, QC, &ch, &n_ch);
+    if (st != TW_OK) return st;
+    const int nt = tw_threads_get();
+    const int64_t per = fwd_scratch(s->head_dim), n_tasks = n_ch * s->n_head;
+    float *work = tw_malloc((size_t)(per * nt) * sizeof(float));
+    if (!work) {
+        tw_free(ch);
+        return tw_error_wrap("attn_seg: scratch for %d threads", nt);
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1)
+    for (int64_t t = 0; t < n_tasks; t++)
+        fwd_task(P, out, lse, q, k, v, &ch[t / s->n_head], t % s->n_head, s,
+                 work + per * omp_get_thread_num());
+    tw_free(work);
+    tw_free(ch);
+    return TW_OK;
+}
+
+tw_status tw_cpu_attn_seg_f32(float *out, float *lse, const float *q, const float *k,
+                              const float *v, const int32_t *seg, const tw_attn_seg_shape *s) {
+    return tw_cpu_attn_seg_f32_variant(out, lse, q, k, v, seg, s, 0);
+}
+
+/* ---- backward ------------------------------------------------------------------------------*/
+
+/* Scratch floats of one backward task (the larger of the two passes). */
+static int64_t bwd_scratch(int64_t d) {
+    int64_t p1 = 2 * d * BQ + 2 * KC * BQ + 2 * KC * d + 2 * BQ;
+    int64_t p2 = 2 * d * BK + 2 * QC * BK + QC * d;
+    return p1 > p2 ? p1 : p2;
+}
+
+/* Pass 1: dK, dV of key rows [c->r0, c->r1), kv head kh, summed over the group's heads and over
+ * every query that sees those keys. D: (n_tok, n_head). */
+static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *dout,
+                        const float *lse, const float *D, const float *q, const float *k,
+                        const float *v, const seg_chunk *c, int64_t kh,
+                        const tw_attn_seg_shape *s, float *work) {
+    const int64_t d = s->head_dim, group = s->n_head / s->n_kv_head;
+    const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
+    const int64_t k0 = c->r0, nkr = c->r1 - c->r0;
+    float *qt = work, *dot = qt + d * BQ, *St = dot + d * BQ, *dPt = St + KC * BQ;
+    float *dK = dPt + KC * BQ, *dV = dK + KC * d, *lt = dV + KC * d, *Dt = lt + BQ;
+    memset(dK, 0, (size_t)(2 * KC * d) * sizeof(float)); /* dK and dV */
+    const float *kr = k + k0 * ldk + kh * d, *vr = v + k0 * ldk + kh * d; /* (nkr, d) ld ldk */
+    const int64_t t0 = s->causal ? k0 : c->s0;
+    for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+        for (int64_t qb = t0; qb < c->s1; qb += BQ) {
+            const int64_t nq = c->s1 - qb < BQ ? c->s1 - qb : BQ, nqp = round8(nq);
+            const float *qr = q + qb * ldq + h * d, *dor = dout + qb * ldq + h * d; /* (nq, d) */
+            transpose_pad(qt, qr, ldq, nq, d, nqp);
+            transpose_pad(dot, dor, ldq, nq, d, nqp);
+            for (int64_t i = 0; i < nqp; i++) {
+                lt[i] = i < nq ? lse[(qb + i) * s->n_head + h] : 0;
+                Dt[i] = i < nq ? D[(qb + i) * s->n_head + h] : 0;
+            }
+            P->abt(St, BQ, kr, ldk, qt, nqp, nkr, nqp, d, s->scale); /* S^T (nkr, nqp) */
+            P->abt(dPt, BQ, vr, ldk, dot, nqp, nkr, nqp, d, 1.0f);   /* dP^T */
+            for (int64_t j = 0; j < nkr; j++) {
+                float *pr = St + j * BQ, *dr = dPt + j * BQ;
+                int64_t lo = s->causal ? k0 + j - qb : 0; /* queries [lo, nq) see key k0 + j */
+                if (lo < 0) lo = 0;
+                if (lo >= nq) {
+                    memset(pr, 0, (size_t)nqp * sizeof(float));
+                    memset(dr, 0, (size_t)nqp * sizeof(float));
+                    continue;
+                }
+                P->expsub(pr, pr, lt, 0, lo, nq, nqp); /* P^T row */
+                for (int64_t i = 0; i < nqp; i++) dr[i] = pr[i] * (dr[i] - Dt[i]) * s->scale;
+            }
+            P->acc(dV, d, St, BQ, dor, ldq, nkr, nq, d);  /* dV += P^T dO */
+            P->acc(dK, d, dPt, BQ, qr, ldq, nkr, nq, d);  /* dK += scale dS^T Q */
+        }
+    }
+    for (int64_t j = 0; j < nkr; j++) {
+        memcpy(dk + (k0 + j) * ldk + kh * d, dK + j * d, (size_t)d * sizeof(float));
+        memcpy(dv + (k0 + j) * ldk + kh * d, dV + j * d, (size_t)d * sizeof(float));
+    }
+}
+
+/* Pass 2: dQ of query rows [c->r0, c->r1), head h. */
+static void bwd_q_task(const seg_prims *P, float *dq, const float *dout, const float *lse,
+                       const float *D, const float *q, const float *k, const float *v,
+                       const seg_chunk *c, int64_t h, const tw_attn_seg_shape *s, float *work) {
+    const int64_t d = s->head_dim, kh = h / (s->n_head / s->n_kv_head);
+    const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
+    const int64_t r0 = c->r0, nr = c->r1 - c->r0;
+    float *kt = work, *vt = kt + d * BK, *S = vt + d * BK, *dP = S + QC * BK, *dQ = dP + QC * BK;
+    memset(dQ, 0, (size_t)(nr * d) * sizeof(float));
+    const float *qr = q + r0 * ldq + h * d, *dor = dout + r0 * ldq + h * d; /* (nr, d) ld ldq */
+    const int64_t kend = s->causal ? c->r1 : c->s1;
+    for (int64_t kb = c->s0; kb < kend; kb += BK) {
+        const int64_t nk = kend - kb < BK ? kend - kb : BK, nkp = round8(nk);
+        const float *kr = k + kb * ldk + kh * d, *vr = v + kb * ldk + kh * d; /* (nk, d) */
+        transpose_pad(kt, kr, ldk, nk, d, nkp);
+        transpose_pad(vt, vr, ldk, nk, d, nkp);
+        P->abt(S, BK, qr, ldq, kt, nkp, nr, nkp, d, s->scale); /* (nr, nkp) */
+        P->abt(dP, BK, dor, ldq, vt, nkp, nr, nkp, d, 1.0f);
+        for (int64_t i = 0; i < nr; i++) {
+            float *pr = S + i * BK, *dr = dP + i * BK;
+            int64_t hi = s->causal ? r0 + i - kb + 1 : nk;
+            if (hi > nk) hi = nk;
+            if (hi <= 0) {
+                memset(pr, 0, (size_t)nkp * sizeof(float));
+                continue;
+            }
+            const float di = D[(r0 + i) * s->n_head + h];
+            P->expsub(pr, pr, NULL, lse[(r0 + i) * s->n_head + h], 0, hi, nkp);
+            for (int64_t j = 0; j < nkp; j++) pr[j] = pr[j] * (dr[j] - di) * s->scale; /* dS */
+        }
+        P->acc(dQ, d, S, BK, kr, ldk, nr, nk, d); /* dQ += scale dS K */
+    }
+    for (int64_t i = 0; i < nr; i++)
+        memcpy(dq + (r0 + i) * ldq + h * d, dQ + i * d, (size_t)d * sizeof(float));
+}
+
+tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const float *dout,
+                                          const float *out, const float *lse, const float *q,
+                                          const float *k, const float *v, const int32_t *seg,
+                                          const tw_attn_seg_shape *s, int force_portable) {
+    const seg_prims *P = prims_pick(force_portable);
+    const int64_t d = s->head_dim, nl = s->n_tok * s->n_head;
+    seg_chunk *cq = NULL, *ck = NULL;
+    int64_t n_cq = 0, n_ck = 0;
+    tw_status st = chunks_make(seg, s->n_tok, QC, &cq, &n_cq);
+    if (st == TW_OK) st = chunks_make(seg, s->n_tok, KC, &ck, &n_ck);
+    const int nt = tw_threads_get();
+    const int64_t per = bwd_scratch(d);
+    float *work = st == TW_OK ? tw_malloc((size_t)(per * nt + nl) * sizeof(float)) : NULL;
+    if (st == TW_OK && !work) st = tw_error_wrap("attn_seg_bwd: scratch for %d threads", nt);
+    if (st != TW_OK) {
+        tw_free(cq);
+        tw_free(ck);
+        return st;
+    }
+    float *D = work + per * nt; /* (n_tok, n_head): rowsum(dout * out) */
+#pragma omp parallel num_threads(nt) if (nl * d >= 65536)
+    {
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < nl; r++) {
+            const float *a = dout + r * d, *b = out + r * d;
+            float acc = 0;
+            for (int64_t j = 0; j < d; j++) acc += a[j] * b[j];
+            D[r] = acc;
+        }
+    }
+    const int64_t n_kv_tasks = n_ck * s->n_kv_head, n_q_tasks = n_cq * s->n_head;
+#pragma omp parallel num_threads(nt) if (n_kv_tasks + n_q_tasks > 1)
+    {
+        float *w = work + per * omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t t = 0; t < n_kv_tasks; t++)
+            bwd_kv_task(P, dk, dv, dout, lse, D, q, k, v, &ck[t / s->n_kv_head],
+                        t % s->n_kv_head, s, w);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < n_q_tasks; t++)
+            bwd_q_task(P, dq, dout, lse, D, q, k, v, &cq[t / s->n_head], t % s->n_head, s, w);
+    }
+    tw_free(work);
+    tw_free(cq);
+    tw_free(ck);
+    return TW_OK;
+}
+
+tw_status tw_cpu_attn_seg_bwd_f32(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *out, const float *lse, const float *q,
+                                  const float *k, const float *v, const int32_t *seg,
+                                  const tw_attn_seg_shape *s) {
+    return tw_cpu_attn_seg_bwd_f32_variant(dq, dk, dv, dout, out, lse, q, k, v, seg, s, 0);
+}
