@@ -150,6 +150,42 @@ static const char *const wh_migrations[] = {
     "  INSERT OR REPLACE INTO chunk_tombstones(chunk_id, deleted_at)"
     "  VALUES(old.id, (julianday('now') - 2440587.5) * 86400.0);"
     "END;",
+    /* 2: tracked training runs (warehouse.h, "training runs"). loss is NULL for a step whose
+     * loss was not finite (SQLite stores NaN as NULL). */
+    "CREATE TABLE runs("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK(kind IN ('sft', 'dpo')),"
+    "  config_json TEXT NOT NULL DEFAULT '{}',"
+    "  base_model TEXT,"
+    "  base_hash TEXT,"
+    "  dataset TEXT,"
+    "  dataset_hash TEXT,"
+    "  code_version TEXT,"
+    "  host TEXT,"
+    "  started_at REAL NOT NULL,"
+    "  finished_at REAL,"
+    "  status TEXT NOT NULL DEFAULT 'running',"
+    "  adapter_path TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX runs_name ON runs(name);"
+    "CREATE TABLE run_steps("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  step INTEGER NOT NULL,"
+    "  loss REAL,"
+    "  lr REAL,"
+    "  grad_norm REAL,"
+    "  tokens_per_s REAL,"
+    "  mem_bytes INTEGER,"
+    "  at REAL NOT NULL,"
+    "  PRIMARY KEY(run_id, step)) WITHOUT ROWID;"
+    "CREATE TABLE run_evals("
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  step INTEGER NOT NULL,"
+    "  split TEXT NOT NULL,"
+    "  loss REAL,"
+    "  metrics_json TEXT NOT NULL DEFAULT '{}',"
+    "  PRIMARY KEY(run_id, step, split)) WITHOUT ROWID;",
 };
 #define WH_SCHEMA_VERSION ((int)(sizeof wh_migrations / sizeof wh_migrations[0]))
 
@@ -202,6 +238,15 @@ typedef enum {
     S_TOMB_PAGE,
     S_TOMB_CLEAR,
     S_STATS,
+    S_TRUN_INSERT,
+    S_TRUN_STEP,
+    S_TRUN_EVAL,
+    S_TRUN_FINISH,
+    S_TRUN_GET,
+    S_TRUN_PAGE,
+    S_TRUN_FIND_NAME,
+    S_TRUN_STEP_PAGE,
+    S_TRUN_EVAL_PAGE,
     S_COUNT
 } wh_sql;
 
@@ -235,6 +280,19 @@ typedef enum {
     " d.author_id, a.name, d.platform, d.url, d.title, d.published_at, d.content_type"        \
     " FROM chunks k JOIN documents d ON d.id = k.document_id"                                  \
     " JOIN authors a ON a.id = d.author_id "
+
+/* A training run with its summary: step count, last step and loss, last evaluation. */
+#define TRUN_COLS                                                                              \
+    "SELECT r.id, r.name, r.kind, r.config_json, r.base_model, r.base_hash, r.dataset,"        \
+    " r.dataset_hash, r.code_version, r.host, r.started_at, r.finished_at, r.status,"          \
+    " r.adapter_path, r.error,"                                                                \
+    " (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id),"                               \
+    " (SELECT max(step) FROM run_steps s WHERE s.run_id = r.id),"                              \
+    " (SELECT loss FROM run_steps s WHERE s.run_id = r.id ORDER BY step DESC LIMIT 1),"        \
+    " (SELECT count(*) FROM run_evals e WHERE e.run_id = r.id),"                               \
+    " (SELECT loss FROM run_evals e WHERE e.run_id = r.id ORDER BY step DESC, split LIMIT 1),"  \
+    " (SELECT split FROM run_evals e WHERE e.run_id = r.id ORDER BY step DESC, split LIMIT 1)" \
+    " FROM runs r "
 
 static const char *const wh_sql_text[S_COUNT] = {
     [S_AUTHOR_INSERT] = "INSERT INTO authors(name, created_at) VALUES(?1, ?2)"
@@ -331,6 +389,25 @@ static const char *const wh_sql_text[S_COUNT] = {
                 " (SELECT count(*) FROM cleaned WHERE dup_of IS NOT NULL),"
                 " (SELECT count(*) FROM chunks), (SELECT count(DISTINCT chunk_id) FROM embeddings),"
                 " (SELECT count(*) FROM crawl_runs)",
+    [S_TRUN_INSERT] = "INSERT INTO runs(name, kind, config_json, base_model, base_hash, dataset,"
+                      " dataset_hash, code_version, host, started_at, status)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running')",
+    /* A resumed run logs the steps after its checkpoint again: the later row wins. */
+    [S_TRUN_STEP] = "INSERT OR REPLACE INTO run_steps(run_id, step, loss, lr, grad_norm,"
+                    " tokens_per_s, mem_bytes, at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
+                    " WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+    [S_TRUN_EVAL] = "INSERT OR REPLACE INTO run_evals(run_id, step, split, loss, metrics_json)"
+                    " SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1)",
+    [S_TRUN_FINISH] = "UPDATE runs SET finished_at = ?2, status = ?3,"
+                      " adapter_path = COALESCE(?4, adapter_path), error = ?5 WHERE id = ?1",
+    [S_TRUN_GET] = TRUN_COLS "WHERE r.id = ?1",
+    [S_TRUN_PAGE] = TRUN_COLS "WHERE r.id > ?1 ORDER BY r.id LIMIT ?2",
+    [S_TRUN_FIND_NAME] = "SELECT id FROM runs WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+    [S_TRUN_STEP_PAGE] = "SELECT step, loss, lr, grad_norm, tokens_per_s, mem_bytes, at"
+                         " FROM run_steps WHERE run_id = ?1 AND step > ?2 ORDER BY step LIMIT ?3",
+    [S_TRUN_EVAL_PAGE] = "SELECT step, split, loss, metrics_json FROM run_evals"
+                         " WHERE run_id = ?1 AND (step > ?2 OR (step = ?2 AND split > ?3))"
+                         " ORDER BY step, split LIMIT ?4",
 };
 
 struct wh_db {
@@ -1999,5 +2076,308 @@ tw_status wh_integrity_check(wh_db *db) {
             "                AND v.version = d.version AND v.content_hash = d.content_hash)"
             " LIMIT 1",
             NULL, "document versions");
+    return st;
+}
+
+/* ---- training runs (schema version 2) ------------------------------------------------------- */
+
+static void bind_real_or_null(sqlite3_stmt *s, int i, double v) {
+    if (isfinite(v))
+        sqlite3_bind_double(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static double col_real_or_nan(sqlite3_stmt *s, int i) {
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
+}
+
+tw_status wh_trun_begin(wh_db *db, const wh_trun_in *r, int64_t *run_id) {
+    if (!db || !r || !run_id) return tw_error(TW_ERR_ARG, "wh_trun_begin: NULL argument");
+    if (!r->name || !*r->name) return tw_error(TW_ERR_ARG, "training run: name is empty");
+    if (!r->kind || (strcmp(r->kind, "sft") && strcmp(r->kind, "dpo")))
+        return tw_error(TW_ERR_ARG, "training run '%s': kind '%s' (expected sft or dpo)", r->name,
+                        r->kind ? r->kind : "");
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_INSERT, &st);
+    if (!s) return st;
+    bind_str(s, 1, r->name);
+    bind_str(s, 2, r->kind);
+    bind_str(s, 3, r->config_json && *r->config_json ? r->config_json : "{}");
+    bind_str(s, 4, opt_str(r->base_model));
+    bind_str(s, 5, opt_str(r->base_hash));
+    bind_str(s, 6, opt_str(r->dataset));
+    bind_str(s, 7, opt_str(r->dataset_hash));
+    bind_str(s, 8, opt_str(r->code_version));
+    bind_str(s, 9, opt_str(r->host));
+    sqlite3_bind_double(s, 10, wh_now());
+    st = wh_step_done(db, s, "recording a training run");
+    if (!st) *run_id = sqlite3_last_insert_rowid(db->sql);
+    return st;
+}
+
+tw_status wh_trun_log_step(wh_db *db, int64_t run_id, const wh_trun_step *x) {
+    if (!db || !x) return tw_error(TW_ERR_ARG, "wh_trun_log_step: NULL argument");
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_STEP, &st);
+    if (!s) return st;
+    sqlite3_bind_int64(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, x->step);
+    bind_real_or_null(s, 3, x->loss);
+    bind_real_or_null(s, 4, x->lr);
+    bind_real_or_null(s, 5, x->grad_norm);
+    bind_real_or_null(s, 6, x->tokens_per_s);
+    sqlite3_bind_int64(s, 7, x->mem_bytes);
+    sqlite3_bind_double(s, 8, x->at > 0 ? x->at : wh_now());
+    st = wh_step_done(db, s, "recording a training step");
+    if (!st && sqlite3_changes(db->sql) == 0)
+        st = tw_error(TW_ERR_NOT_FOUND, "no training run %lld in %s", (long long)run_id, db->path);
+    return st;
+}
+
+tw_status wh_trun_log_eval(wh_db *db, int64_t run_id, int64_t step, const char *split,
+                           double loss, const char *metrics_json) {
+    if (!db) return tw_error(TW_ERR_ARG, "wh_trun_log_eval: db is NULL");
+    if (!split || !*split) return tw_error(TW_ERR_ARG, "training run evaluation: split is empty");
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_EVAL, &st);
+    if (!s) return st;
+    sqlite3_bind_int64(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, step);
+    bind_str(s, 3, split);
+    bind_real_or_null(s, 4, loss);
+    bind_str(s, 5, metrics_json && *metrics_json ? metrics_json : "{}");
+    st = wh_step_done(db, s, "recording an evaluation");
+    if (!st && sqlite3_changes(db->sql) == 0)
+        st = tw_error(TW_ERR_NOT_FOUND, "no training run %lld in %s", (long long)run_id, db->path);
+    return st;
+}
+
+tw_status wh_trun_finish(wh_db *db, int64_t run_id, const char *status, const char *adapter_path,
+                         const char *error) {
+    if (!db) return tw_error(TW_ERR_ARG, "wh_trun_finish: db is NULL");
+    if (!status || (strcmp(status, "ok") && strcmp(status, "failed") &&
+                    strcmp(status, "interrupted")))
+        return tw_error(TW_ERR_ARG, "training run %lld: status '%s' (expected ok, failed or "
+                                    "interrupted)",
+                        (long long)run_id, status ? status : "");
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_FINISH, &st);
+    if (!s) return st;
+    sqlite3_bind_int64(s, 1, run_id);
+    sqlite3_bind_double(s, 2, wh_now());
+    bind_str(s, 3, status);
+    bind_str(s, 4, opt_str(adapter_path));
+    bind_str(s, 5, opt_str(error));
+    st = wh_step_done(db, s, "finishing a training run");
+    if (!st && sqlite3_changes(db->sql) == 0)
+        st = tw_error(TW_ERR_NOT_FOUND, "no training run %lld in %s", (long long)run_id, db->path);
+    return st;
+}
+
+void wh_trun_clear(wh_trun *r) {
+    if (!r) return;
+    char **f[] = {&r->name, &r->kind, &r->config_json, &r->base_model, &r->base_hash,
+                  &r->dataset, &r->dataset_hash, &r->code_version, &r->host, &r->status,
+                  &r->adapter_path, &r->error, &r->last_eval_split};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        tw_free(*f[i]);
+        *f[i] = NULL;
+    }
+}
+
+/* Reads a TRUN_COLS row. */
+static int trun_read(sqlite3_stmt *s, wh_trun *out) {
+    int oom = 0;
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(s, 0);
+    char **f[] = {&out->name, &out->kind, &out->config_json, &out->base_model, &out->base_hash,
+                  &out->dataset, &out->dataset_hash, &out->code_version, &out->host};
+    for (int i = 0; i < 9; i++) *f[i] = col_dup(s, 1 + i, "", &oom);
+    out->started_at = sqlite3_column_double(s, 10);
+    out->finished_at = sqlite3_column_double(s, 11);
+    out->status = col_dup(s, 12, "", &oom);
+    out->adapter_path = col_dup(s, 13, "", &oom);
+    out->error = col_dup(s, 14, "", &oom);
+    out->n_steps = sqlite3_column_int64(s, 15);
+    out->last_step = sqlite3_column_type(s, 16) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 16);
+    out->last_loss = col_real_or_nan(s, 17);
+    out->n_evals = sqlite3_column_int64(s, 18);
+    out->last_eval_loss = col_real_or_nan(s, 19);
+    out->last_eval_split = col_dup(s, 20, "", &oom);
+    if (oom) wh_trun_clear(out);
+    return oom;
+}
+
+tw_status wh_trun_get(wh_db *db, int64_t run_id, wh_trun *out) {
+    if (!db || !out) return tw_error(TW_ERR_ARG, "wh_trun_get: db or out is NULL");
+    memset(out, 0, sizeof *out);
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_GET, &st);
+    if (!s) return st;
+    sqlite3_bind_int64(s, 1, run_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        if (trun_read(s, out))
+            st = tw_error(TW_ERR_NOMEM, "%s: out of memory reading a training run", db->path);
+    } else if (rc == SQLITE_DONE) {
+        st = tw_error(TW_ERR_NOT_FOUND, "no training run %lld in %s", (long long)run_id, db->path);
+    } else {
+        st = wh_fail(db, rc, "reading a training run");
+    }
+    wh_done(s);
+    return st;
+}
+
+tw_status wh_trun_find(wh_db *db, const char *id_or_name, int64_t *run_id) {
+    if (!db || !id_or_name || !run_id) return tw_error(TW_ERR_ARG, "wh_trun_find: NULL argument");
+    const char *p = id_or_name;
+    int64_t v = 0;
+    while (*p >= '0' && *p <= '9' && v < INT64_MAX / 10 - 9) v = v * 10 + (*p++ - '0');
+    if (p != id_or_name && !*p) {
+        wh_trun r;
+        tw_status st = wh_trun_get(db, v, &r);
+        wh_trun_clear(&r);
+        if (st == TW_ERR_NOT_FOUND)
+            return tw_error(TW_ERR_NOT_FOUND, "no training run '%.64s' in %s", id_or_name,
+                            db->path);
+        if (!st) *run_id = v;
+        return st;
+    }
+    tw_status st = TW_OK;
+    sqlite3_stmt *s = wh_stmt(db, S_TRUN_FIND_NAME, &st);
+    if (!s) return st;
+    bind_str(s, 1, id_or_name);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *run_id = sqlite3_column_int64(s, 0);
+    else if (rc == SQLITE_DONE)
+        st = tw_error(TW_ERR_NOT_FOUND, "no training run '%.64s' in %s", id_or_name, db->path);
+    else
+        st = wh_fail(db, rc, "finding a training run");
+    wh_done(s);
+    return st;
+}
+
+tw_status wh_trun_each(wh_db *db, wh_trun_fn fn, void *ctx) {
+    if (!db || !fn) return tw_error(TW_ERR_ARG, "wh_trun_each: db or fn is NULL");
+    int64_t last = 0;
+    for (;;) {
+        wh_trun page[WH_PAGE];
+        int n = 0, oom = 0, rc = SQLITE_DONE;
+        tw_status st = TW_OK;
+        sqlite3_stmt *s = wh_stmt(db, S_TRUN_PAGE, &st);
+        if (!s) return st;
+        sqlite3_bind_int64(s, 1, last);
+        sqlite3_bind_int(s, 2, WH_PAGE);
+        while (n < WH_PAGE && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (trun_read(s, &page[n])) {
+                oom = 1;
+                break;
+            }
+            n++;
+        }
+        if (oom)
+            st = tw_error(TW_ERR_NOMEM, "%s: out of memory reading training runs", db->path);
+        else if (n < WH_PAGE && rc != SQLITE_DONE)
+            st = wh_fail(db, rc, "reading training runs");
+        wh_done(s);
+        int stop = st != TW_OK;
+        for (int i = 0; i < n; i++) {
+            if (!stop && fn(ctx, &page[i])) stop = 1;
+        }
+        if (n) last = page[n - 1].id;
+        for (int i = 0; i < n; i++) wh_trun_clear(&page[i]);
+        if (st) return st;
+        if (stop || n < WH_PAGE) break;
+    }
+    return TW_OK;
+}
+
+tw_status wh_trun_each_step(wh_db *db, int64_t run_id, wh_trun_step_fn fn, void *ctx) {
+    if (!db || !fn) return tw_error(TW_ERR_ARG, "wh_trun_each_step: db or fn is NULL");
+    int64_t last = INT64_MIN;
+    for (;;) {
+        wh_trun_step page[WH_PAGE];
+        int n = 0, rc = SQLITE_DONE;
+        tw_status st = TW_OK;
+        sqlite3_stmt *s = wh_stmt(db, S_TRUN_STEP_PAGE, &st);
+        if (!s) return st;
+        sqlite3_bind_int64(s, 1, run_id);
+        sqlite3_bind_int64(s, 2, last);
+        sqlite3_bind_int(s, 3, WH_PAGE);
+        while (n < WH_PAGE && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            wh_trun_step *x = &page[n++];
+            x->step = sqlite3_column_int64(s, 0);
+            x->loss = col_real_or_nan(s, 1);
+            x->lr = col_real_or_nan(s, 2);
+            x->grad_norm = col_real_or_nan(s, 3);
+            x->tokens_per_s = col_real_or_nan(s, 4);
+            x->mem_bytes = sqlite3_column_int64(s, 5);
+            x->at = sqlite3_column_double(s, 6);
+        }
+        if (n < WH_PAGE && rc != SQLITE_DONE) st = wh_fail(db, rc, "reading training steps");
+        wh_done(s);
+        if (st) return st;
+        for (int i = 0; i < n; i++)
+            if (fn(ctx, &page[i])) return TW_OK;
+        if (n < WH_PAGE) break;
+        last = page[n - 1].step;
+    }
+    return TW_OK;
+}
+
+tw_status wh_trun_each_eval(wh_db *db, int64_t run_id, wh_trun_eval_fn fn, void *ctx) {
+    if (!db || !fn) return tw_error(TW_ERR_ARG, "wh_trun_each_eval: db or fn is NULL");
+    int64_t last = INT64_MIN;
+    char *last_split = tw_strdup("");
+    if (!last_split) return tw_error(TW_ERR_NOMEM, "%s: out of memory", db->path);
+    tw_status st = TW_OK;
+    for (;;) {
+        struct {
+            int64_t step;
+            char *split, *metrics;
+            double loss;
+        } page[WH_PAGE];
+        int n = 0, oom = 0, rc = SQLITE_DONE;
+        sqlite3_stmt *s = wh_stmt(db, S_TRUN_EVAL_PAGE, &st);
+        if (!s) break;
+        sqlite3_bind_int64(s, 1, run_id);
+        sqlite3_bind_int64(s, 2, last);
+        bind_str(s, 3, last_split);
+        sqlite3_bind_int(s, 4, WH_PAGE);
+        while (n < WH_PAGE && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            page[n].step = sqlite3_column_int64(s, 0);
+            page[n].split = col_dup(s, 1, "", &oom);
+            page[n].loss = col_real_or_nan(s, 2);
+            page[n].metrics = col_dup(s, 3, "{}", &oom);
+            n++;
+        }
+        if (oom)
+            st = tw_error(TW_ERR_NOMEM, "%s: out of memory reading evaluations", db->path);
+        else if (n < WH_PAGE && rc != SQLITE_DONE)
+            st = wh_fail(db, rc, "reading evaluations");
+        wh_done(s);
+        int stop = st != TW_OK;
+        for (int i = 0; i < n; i++) {
+            if (!stop) {
+                wh_trun_eval e = {page[i].step, page[i].split, page[i].loss, page[i].metrics};
+                if (fn(ctx, &e)) stop = 1;
+            }
+        }
+        if (n && !st) {
+            last = page[n - 1].step;
+            tw_free(last_split);
+            last_split = page[n - 1].split;
+            page[n - 1].split = NULL;
+            if (!last_split) st = TW_ERR_NOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+            tw_free(page[i].split);
+            tw_free(page[i].metrics);
+        }
+        if (st || stop || n < WH_PAGE) break;
+    }
+    tw_free(last_split);
     return st;
 }

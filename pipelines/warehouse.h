@@ -30,6 +30,12 @@
  *          text, n_tokens, tokenizer, text_hash, made_at, UNIQUE(cleaned_id, position))
  *   embeddings(chunk_id, model, dim, embedded_at, PRIMARY KEY(chunk_id, model))
  *   chunk_tombstones(chunk_id PRIMARY KEY, deleted_at)  -- filled by a trigger on chunk delete
+ * Version 2 adds the tracked training runs (wh_trun_*; "runs" of crawls are crawl_runs):
+ *   runs(id, name, kind sft|dpo, config_json, base_model, base_hash, dataset, dataset_hash,
+ *        code_version, host, started_at, finished_at, status, adapter_path, error)
+ *   run_steps(run_id, step, loss, lr, grad_norm, tokens_per_s, mem_bytes, at,
+ *             PRIMARY KEY(run_id, step))
+ *   run_evals(run_id, step, split, loss, metrics_json, PRIMARY KEY(run_id, step, split))
  * Timestamps are seconds since the Unix epoch (REAL, wall clock); dates of publication are
  * ISO 8601 text ("2024-05-01" or "2024-05-01T10:00:00Z") as the source gave them, normalised.
  *
@@ -366,6 +372,82 @@ tw_status wh_embeddings_reset_except(wh_db *db, const char *model);
 typedef int (*wh_id_fn)(void *ctx, int64_t id);
 tw_status wh_tombstones_each(wh_db *db, wh_id_fn fn, void *ctx);
 tw_status wh_tombstones_clear(wh_db *db, int64_t upto);
+
+/* ---- training runs (schema version 2) ------------------------------------------------------ */
+
+/* What a training run starts with. Strings are read during the call only; all but name and
+ * kind may be NULL. */
+typedef struct {
+    const char *name;         /* a label for people (need not be unique) */
+    const char *kind;         /* "sft" or "dpo" */
+    const char *config_json;  /* the run's configuration as a JSON object text; NULL: "{}" */
+    const char *base_model;   /* path or name of the base model */
+    const char *base_hash;    /* its sha256 (lora_model_hash) */
+    const char *dataset;      /* dataset name/version */
+    const char *dataset_hash;
+    const char *code_version; /* twin's version (and commit when known) */
+    const char *host;         /* the machine */
+} wh_trun_in;
+
+/* Records a new run with status "running", started now. TW_ERR_ARG for a missing name or a
+ * kind other than sft/dpo. */
+tw_status wh_trun_begin(wh_db *db, const wh_trun_in *r, int64_t *run_id);
+
+/* One optimizer step's figures. A non-finite loss is stored as NULL and read back as NAN. */
+typedef struct {
+    int64_t step;
+    double loss, lr, grad_norm, tokens_per_s;
+    int64_t mem_bytes;
+    double at; /* wall-clock seconds since the epoch; 0: now (on write) */
+} wh_trun_step;
+
+/* Records (or replaces: a resumed run logs steps again) a step of run_id. TW_ERR_NOT_FOUND
+ * when there is no such run. */
+tw_status wh_trun_log_step(wh_db *db, int64_t run_id, const wh_trun_step *s);
+/* Records (or replaces) an evaluation: split ("eval", "test", ...), its loss and other metrics
+ * as a JSON object text (NULL: "{}"). TW_ERR_NOT_FOUND when there is no such run. */
+tw_status wh_trun_log_eval(wh_db *db, int64_t run_id, int64_t step, const char *split,
+                           double loss, const char *metrics_json);
+/* Ends a run: status "ok", "failed" or "interrupted", the adapter it produced (NULL: keep),
+ * the error (NULL when none); finished_at = now. */
+tw_status wh_trun_finish(wh_db *db, int64_t run_id, const char *status, const char *adapter_path,
+                         const char *error);
+
+/* A run as stored, with a summary of its steps and evaluations. Strings owned (wh_trun_clear);
+ * optional ones are "" when absent. */
+typedef struct {
+    int64_t id;
+    char *name, *kind, *config_json, *base_model, *base_hash, *dataset, *dataset_hash,
+        *code_version, *host, *status, *adapter_path, *error;
+    double started_at, finished_at; /* finished_at 0 while running */
+    int64_t n_steps;                /* rows in run_steps */
+    int64_t last_step;              /* -1 when none */
+    double last_loss;               /* NAN when none */
+    int64_t n_evals;
+    double last_eval_loss;          /* of the latest evaluation step (first split by name); NAN */
+    char *last_eval_split;          /* "" when none */
+} wh_trun;
+void wh_trun_clear(wh_trun *r);
+tw_status wh_trun_get(wh_db *db, int64_t run_id, wh_trun *out);
+/* The run named by text: a decimal id, else the latest run with that name. TW_ERR_NOT_FOUND
+ * ("no training run 'x'") otherwise. */
+tw_status wh_trun_find(wh_db *db, const char *id_or_name, int64_t *run_id);
+
+/* Calls fn for every run by id (the struct is valid during the call only; fn may use db). */
+typedef int (*wh_trun_fn)(void *ctx, const wh_trun *r);
+tw_status wh_trun_each(wh_db *db, wh_trun_fn fn, void *ctx);
+/* A run's steps in step order. */
+typedef int (*wh_trun_step_fn)(void *ctx, const wh_trun_step *s);
+tw_status wh_trun_each_step(wh_db *db, int64_t run_id, wh_trun_step_fn fn, void *ctx);
+/* A run's evaluations by step, then split. Strings valid during the call only. */
+typedef struct {
+    int64_t step;
+    const char *split;
+    double loss;              /* NAN when not finite */
+    const char *metrics_json;
+} wh_trun_eval;
+typedef int (*wh_trun_eval_fn)(void *ctx, const wh_trun_eval *e);
+tw_status wh_trun_each_eval(wh_db *db, int64_t run_id, wh_trun_eval_fn fn, void *ctx);
 
 /* Counts for `twin docs ls` summaries and the demo. */
 typedef struct {
