@@ -337,7 +337,7 @@ static int hint_of(const char *cls, const char *id) {
         const char *s = pass ? id : cls;
         if (!s) continue;
         for (; *s && k + 2 < sizeof buf; s++) buf[k++] = (char)((*s >= 'A' && *s <= 'Z') ? *s + 32 : *s);
-        buf[k++] = ' ';
+        if (k + 1 < sizeof buf) buf[k++] = ' '; /* long values are cut at 510 bytes */
     }
     buf[k] = 0;
     if (!k) return 0;

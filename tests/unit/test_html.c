@@ -87,6 +87,15 @@ static void test_boilerplate(void) {
     t = ex("<p class='reader-view'>Reader text.</p><p class='ad'>x</p><p class='shadow'>Shadow text.</p>", HTML_ALL, &d);
     CHECK(has(t, "Reader text.\n\nShadow text."));
     html_doc_clear(&d);
+    /* class and id values longer than the hint buffer (fuzz_html found the overflow) */
+    char page[1400];
+    memset(page, 'x', sizeof page);
+    memcpy(page, "<p class='", 10);
+    memcpy(page + 520, "' id='", 6);
+    memcpy(page + 1300, "'>Long attributes.</p>", 23);
+    t = ex(page, HTML_ALL, &d);
+    CHECK_EQ_STR(t, "Long attributes.");
+    html_doc_clear(&d);
 }
 
 static void test_entities(void) {
