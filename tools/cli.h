@@ -72,6 +72,9 @@ int cmd_docs(int argc, char **argv);     /* tools/cmd_docs.c: docs ls|show|expor
 int cmd_embed(int argc, char **argv);    /* tools/cmd_embed.c */
 int cmd_search(int argc, char **argv);   /* tools/cmd_search.c */
 int cmd_eval(int argc, char **argv);     /* tools/cmd_eval.c: eval retrieval */
+/* Training (issue 6). */
+int cmd_merge(int argc, char **argv);    /* tools/cmd_merge.c: a LoRA merged into its base GGUF */
+int cmd_runs(int argc, char **argv);     /* tools/cmd_runs.c: runs ls|show|compare|plot */
 /* Benchmarks dispatched by cmd_bench, each in tools/cmd_bench_<name>.c. */
 int cmd_bench_embed(int argc, char **argv);
 int cmd_bench_hnsw(int argc, char **argv);

@@ -23,6 +23,8 @@ static const cli_command commands[] = {
     {"chunk", cmd_chunk, "split cleaned documents into chunks for embedding (chunk [-m MODEL])"},
     {"crawl", cmd_crawl, "crawl sources into the warehouse (crawl [--author NAME] [--source ID])"},
     {"schedule", cmd_schedule, "the crawl daemon: each source at its interval (schedule run)"},
+    {"merge", cmd_merge, "merge a LoRA adapter into its base GGUF (merge -m BASE --lora A -o OUT.gguf)"},
+    {"runs", cmd_runs, "tracked training runs (runs ls|show RUN|compare RUN...|plot RUN... -o F.svg)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
