@@ -12,7 +12,8 @@
  *   - merge into a GGUF: W + scale B A against an fp64 product, in the file's Q/K row order,
  *     other tensors byte-identical;
  *   - the PEFT folder read by tools/peft_inspect.py (json + struct only): names, shapes, sums;
- *   - every allocation of new/save/load failing in turn gives a clean error. */
+ *   - every allocation of new/save/load failing in turn gives a clean error.
+ *   test_lora --write-fixture DIR writes the files of tests/unit/test_merge_cli.sh. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -616,7 +617,50 @@ static void test_alloc_failures(void) {
     CHECK(clean);
 }
 
-int main(void) {
+/* Files for tests/unit/test_merge_cli.sh: tiny-llama.gguf, adapters for it (PEFT folder and
+ * GGUF, with the base's sha256), one whose stored hash is another base's, and one made for a
+ * base of other dimensions. */
+static int write_fixture(const char *dir) {
+    snprintf(tmpdir, sizeof tmpdir, "%s", dir);
+    char base_path[320], p[400];
+    snprintf(base_path, sizeof base_path, "%s/tiny-llama.gguf", dir);
+    float *w0;
+    write_tiny_llama(base_path, &w0);
+    free(w0);
+    lora_base b;
+    lora_config c = small_config((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_UP));
+    lora_set *s = NULL, *o = NULL, *h = NULL;
+    if (lora_base_from_gguf(base_path, &b) || lora_model_hash(base_path, b.sha256) ||
+        lora_set_new(be, &b, &c, &s))
+        return 1;
+    randomize(s);
+    snprintf(p, sizeof p, "%s/adapter", dir);
+    if (lora_save_peft(s, p)) return 1;
+    snprintf(p, sizeof p, "%s/adapter.gguf", dir);
+    if (lora_save_gguf(s, p, TW_DTYPE_F32)) return 1;
+    lora_base other = b;
+    snprintf(other.sha256, sizeof other.sha256, "%064d", 9);
+    if (lora_set_new(be, &other, &c, &h)) return 1;
+    snprintf(p, sizeof p, "%s/other-hash.gguf", dir);
+    if (lora_save_gguf(h, p, TW_DTYPE_F32)) return 1;
+    other = b;
+    other.n_ff = 128;
+    other.sha256[0] = 0;
+    if (lora_set_new(be, &other, &c, &o)) return 1;
+    snprintf(p, sizeof p, "%s/other-dims", dir);
+    if (lora_save_peft(o, p)) return 1;
+    lora_set_free(s), lora_set_free(o), lora_set_free(h);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--write-fixture")) {
+        if (tw_backend_open("cpu", &be)) return 1;
+        int rc = write_fixture(argv[2]);
+        if (rc) fprintf(stderr, "test_lora --write-fixture: %s\n", tw_errmsg());
+        tw_backend_free(be);
+        return rc;
+    }
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/test_lora.XXXXXX", t && *t ? t : "/tmp");
     if (!mkdtemp(tmpdir)) return 1;
