@@ -74,6 +74,8 @@ tw_status ckpt_write(const char *path, const ckpt_meta *meta, const char *extra_
                 return tw_error(TW_ERR_ARG, "%s: blob '%s' twice", path, blobs[i].name);
     }
     const char *cfg = meta->config_json ? meta->config_json : "{}";
+    /* The config is checked to be an object, then stored as a JSON string (so that a reader
+     * gets its exact text back: json.h has no writer). */
     const char *inner = NULL;
     size_t inner_n = 0;
     tw_status st = object_inner(cfg, "checkpoint config", &inner, &inner_n);
@@ -108,8 +110,6 @@ tw_status ckpt_write(const char *path, const ckpt_meta *meta, const char *extra_
         tw_sb_append(&h, extra, extra_n);
     }
     tw_sb_puts(&h, "}");
-    (void)inner;
-    (void)inner_n;
     if (h.failed) {
         tw_sb_free(&h);
         return tw_error(TW_ERR_NOMEM, "%s: out of memory", path);
