@@ -125,7 +125,8 @@ tw_status crawl_fetch(crawl_run *run, const char *url, const char *accept,
         }
     }
     http_request rq = {.url = url, .etag = st.etag, .last_modified = st.last_modified,
-                       .accept = accept, .headers = headers};
+                       .accept = accept, .headers = headers,
+                       .no_robots = (flags & CRAWL_API) != 0};
     tw_status s = http_fetch(run->ctx->http, &rq, resp);
     if (s) {
         wh_fetch_state_clear(&st);

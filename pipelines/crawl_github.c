@@ -84,7 +84,7 @@ static tw_status gh_get(gh_crawl *g, const char *url, int flags, http_response *
     *res = CRAWL_FAILED;
     if (g->stopped) return TW_OK;
     for (int waited = 0;; waited++) {
-        tw_status st = crawl_fetch(g->run, url, GH_ACCEPT, g->headers, flags | CRAWL_QUIET_FAIL,
+        tw_status st = crawl_fetch(g->run, url, GH_ACCEPT, g->headers, flags | CRAWL_QUIET_FAIL | CRAWL_API,
                                    resp, res);
         if (st || *res != CRAWL_FAILED) return st;
         double w = gh_rate_limit_wait(resp);

@@ -72,8 +72,11 @@ const char *crawl_http_reason(const http_response *r, char *buf, size_t cap);
 enum {
     CRAWL_COND = 1,          /* send the stored ETag / Last-Modified of this URL, and treat a
                                 200 whose body hash equals the stored one as unchanged */
-    CRAWL_QUIET_FAIL = 2     /* on failure record no event: the caller records its own (e.g.
+    CRAWL_QUIET_FAIL = 2,    /* on failure record no event: the caller records its own (e.g.
                                 with a fallback in the reason) */
+    CRAWL_API = 4            /* an API called under its own terms: robots.txt is not consulted
+                                (http_request.no_robots; api.github.com disallows all crawling
+                                in robots.txt, its REST API is for programs) */
 };
 
 /* What crawl_fetch found. */

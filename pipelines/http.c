@@ -816,11 +816,13 @@ static int http_robots_spawn(hrun *r, size_t h, double now) {
 static int http_job_try(hrun *r, hjob *j, double now, double *wake) {
     http_client *c = r->c;
     http_host *h = &c->hosts[j->host];
-    if (j->kind != J_ROBOTS && h->robots_state != ROBOTS_READY) {
+    /* A request that opts out of robots.txt (an API used under its own terms) skips both. */
+    int obey = j->kind != J_ROBOTS && !(j->req && j->req->no_robots);
+    if (obey && h->robots_state != ROBOTS_READY) {
         j->state = J_WAIT_ROBOTS;
         return h->robots_state == ROBOTS_UNKNOWN ? http_robots_spawn(r, j->host, now) : 0;
     }
-    if (j->kind != J_ROBOTS && h->robots) {
+    if (obey && h->robots) {
         int a = robots_allowed(h->robots, j->path);
         if (a < 0) return -1;
         if (a == 0) {

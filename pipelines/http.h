@@ -66,6 +66,11 @@ typedef struct {
     const char *const *headers;/* extra "Name: value" lines, NULL-terminated, or NULL
                                   (e.g. "Authorization: Bearer ...") */
     void *user;                /* for the caller: handed back in the done callback */
+    int no_robots;             /* 1: do not consult robots.txt for this request (nor for its
+                                  redirects). For APIs used under their own terms, not for
+                                  crawling pages: api.github.com's robots.txt disallows every
+                                  path for crawlers, while its REST API is meant to be called
+                                  by programs (with its rate limits, which are honoured). */
 } http_request;
 
 typedef enum {

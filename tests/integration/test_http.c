@@ -273,6 +273,16 @@ static void test_robots(void) {
         CHECK(strncmp(tw_json_get_str(e, "ua", ""), "twin/", 5) == 0 &&
               strstr(tw_json_get_str(e, "ua", ""), "(+LLM twin crawler)"));
     tw_json_free(log);
+    /* A request that opts out (an API used under its own terms) is sent despite robots.txt. */
+    url_of(url, sizeof url, "/private/x");
+    http_request api = {.url = url, .no_robots = 1};
+    CHECK_EQ_INT(http_fetch(c, &api, &r), TW_OK);
+    CHECK_EQ_INT(r.result, HTTP_OK);
+    CHECK_EQ_INT(r.status, 200);
+    http_response_clear(&r);
+    log = server_log();
+    CHECK_EQ_INT(log_has_path_prefix(log, "/private/"), 1);
+    tw_json_free(log);
     http_client_free(c);
 
     /* robots.txt unreachable: everything is disallowed (RFC 9309 2.3.1.4), and the reason
