@@ -8,20 +8,18 @@
  * Batches are ragged and packed: the texts of a call are sorted by token count and cut into
  * batches of at most max_batch tokens (texts of similar length together); the tokens of a
  * batch are laid end to end, so no padding is ever computed. Matmuls, norms and GELU run over
- * all the batch's rows at once; attention keeps each token inside its own text through the
- * attention op's block table: the K and V activations (n, n_head, head_dim) are used as an f32
- * "cache" of one slot per token with pages of one slot, row s of the block table lists the
- * slots of text s, and every token of text s gets tok_pos = len_s - 1, which makes the op
- * bidirectional over exactly that text (kernels.h, TW_OP_ATTENTION). Every op computes a row
- * from that row alone (matmul, layernorm, elementwise) or from its own text (attention), so a
- * text gets the same bits alone or in any batch, with any thread count.
+ * all the batch's rows at once; attention keeps each token inside its own text with the
+ * segment attention op (kernels.h, TW_OP_ATTN_SEG, bidirectional): text s of the batch is
+ * segment s. Every op computes a row from that row alone (matmul, layernorm, elementwise) or
+ * from its own text (attention), so a text gets the same bits alone or in any batch, with any
+ * thread count.
  *
  *   X    (T, n_embd)            the residual stream
  *   H    (T, n_embd)            embedding lookups, attention / MLP outputs
- *   Q    (T, n_head, head_dim)  K, V the same (K and V double as the attention's cache)
+ *   Q    (T, n_head, head_dim)  K, V the same
  *   ATT  (T, n_head, head_dim)  attention output
  *   G    (T, n_ff)              MLP hidden
- *   IDS, POS, TYP, SEQ, TPOS (T) int32; BT (T/2, max_tokens) int32 block table
+ *   IDS, POS, TYP, SEQ (T) int32: token ids, positions, token types, the text of each token
  * with T = max_batch tokens. Pooling runs on the host over the downloaded X (a reduction over
  * ragged rows of n_embd floats each: a few microseconds per text, fp64 sums).
  */
@@ -42,7 +40,7 @@ static const char *const pool_names[] = {"mean", "cls", "max", "mean_sqrt_len"};
 
 enum {
     ENC_X = 0, ENC_H, ENC_Q, ENC_K, ENC_V, ENC_ATT, ENC_G, ENC_IDS, ENC_POS, ENC_TYP, ENC_SEQ,
-    ENC_TPOS, ENC_BT, ENC_COUNT
+    ENC_COUNT
 };
 
 struct tw_encoder {
@@ -59,7 +57,7 @@ struct tw_encoder {
     tw_buffer *act;
     size_t off[ENC_COUNT];
     /* host scratch for one batch */
-    int32_t *h_ids, *h_pos, *h_seq, *h_tpos, *h_bt; /* (T) x4, (max_seqs, max_tokens) */
+    int32_t *h_ids, *h_pos, *h_seq;                  /* (T) each */
     float *h_x;                                      /* (T, n_embd) */
 };
 
@@ -74,8 +72,6 @@ void tw_encoder_free(tw_encoder *e) {
     tw_free(e->h_ids);
     tw_free(e->h_pos);
     tw_free(e->h_seq);
-    tw_free(e->h_tpos);
-    tw_free(e->h_bt);
     tw_free(e->h_x);
     tw_model_free(e->m);
     tw_free(e);
@@ -279,12 +275,10 @@ static tw_status alloc_batch(tw_encoder *e) {
     e->max_seqs = e->T / 2;
     size_t T = (size_t)e->T, E = (size_t)hp->n_embd;
     size_t nq = (size_t)hp->n_head * (size_t)hp->head_dim;
-    size_t bt = (size_t)e->max_seqs * (size_t)e->max_tokens;
     size_t bytes[ENC_COUNT] = {
         [ENC_X] = T * E * 4, [ENC_H] = T * E * 4, [ENC_Q] = T * nq * 4, [ENC_K] = T * nq * 4,
         [ENC_V] = T * nq * 4, [ENC_ATT] = T * nq * 4, [ENC_G] = T * (size_t)hp->n_ff * 4,
         [ENC_IDS] = T * 4, [ENC_POS] = T * 4, [ENC_TYP] = T * 4, [ENC_SEQ] = T * 4,
-        [ENC_TPOS] = T * 4, [ENC_BT] = bt * 4,
     };
     size_t total = 0;
     for (int a = 0; a < ENC_COUNT; a++) {
@@ -297,10 +291,8 @@ static tw_status alloc_batch(tw_encoder *e) {
     e->h_ids = tw_malloc(T * 4);
     e->h_pos = tw_malloc(T * 4);
     e->h_seq = tw_malloc(T * 4);
-    e->h_tpos = tw_malloc(T * 4);
-    e->h_bt = tw_malloc(bt * 4);
     e->h_x = tw_malloc(T * E * 4);
-    if (!e->h_ids || !e->h_pos || !e->h_seq || !e->h_tpos || !e->h_bt || !e->h_x)
+    if (!e->h_ids || !e->h_pos || !e->h_seq || !e->h_x)
         return tw_error(TW_ERR_NOMEM, "%s: encoder host scratch", e->m->path);
     /* token types: all 0 (one segment), uploaded once */
     memset(e->h_ids, 0, T * 4);
@@ -369,10 +361,9 @@ static tw_status mm(const tw_encoder *e, tw_ref y, tw_ref x, const tw_weight *w,
     return tw_op_matmul(e->be, y, x, w->ref, w->type, b->ref, rows, w->ne0, w->ne1);
 }
 
-/* The encoder over one packed batch: n tokens of n_seq texts, the longest max_len; the host
- * arrays h_ids, h_pos, h_seq, h_tpos, h_bt are filled. Leaves the last hidden states in
- * h_x (n, n_embd). */
-static tw_status batch_run(tw_encoder *e, int32_t n, int32_t n_seq, int32_t max_len) {
+/* The encoder over one packed batch of n tokens; the host arrays h_ids, h_pos, h_seq are
+ * filled. Leaves the last hidden states in h_x (n, n_embd). */
+static tw_status batch_run(tw_encoder *e, int32_t n) {
     const tw_model *m = e->m;
     const tw_model_hparams *hp = &m->hp;
     tw_backend *be = e->be;
@@ -380,8 +371,6 @@ static tw_status batch_run(tw_encoder *e, int32_t n, int32_t n_seq, int32_t max_
     TRY(tw_buffer_upload(e->act, e->off[ENC_IDS], e->h_ids, (size_t)n4));
     TRY(tw_buffer_upload(e->act, e->off[ENC_POS], e->h_pos, (size_t)n4));
     TRY(tw_buffer_upload(e->act, e->off[ENC_SEQ], e->h_seq, (size_t)n4));
-    TRY(tw_buffer_upload(e->act, e->off[ENC_TPOS], e->h_tpos, (size_t)n4));
-    TRY(tw_buffer_upload(e->act, e->off[ENC_BT], e->h_bt, (size_t)n_seq * (size_t)max_len * 4));
     tw_ref X = A(e, ENC_X), H = A(e, ENC_H), Q = A(e, ENC_Q), K = A(e, ENC_K), V = A(e, ENC_V);
     tw_ref ATT = A(e, ENC_ATT), G = A(e, ENC_G);
     const tw_weight *g = m->g;
@@ -402,9 +391,8 @@ static tw_status batch_run(tw_encoder *e, int32_t n, int32_t n_seq, int32_t max_
         TRY(mm(e, Q, X, W(TW_W_Q), W(TW_W_Q_B), n));
         TRY(mm(e, K, X, W(TW_W_K), W(TW_W_K_B), n));
         TRY(mm(e, V, X, W(TW_W_V), W(TW_W_V_B), n));
-        TRY(tw_op_attention(be, ATT, Q, K, V, TW_DTYPE_F32, n, A(e, ENC_BT), n_seq, max_len, 1,
-                            A(e, ENC_SEQ), A(e, ENC_TPOS), n, hp->n_head, hp->n_kv_head,
-                            hp->head_dim, scale));
+        TRY(tw_op_attn_seg(be, ATT, tw_ref_none(), Q, K, V, A(e, ENC_SEQ), n, hp->n_head,
+                           hp->n_kv_head, hp->head_dim, scale, 0));
         TRY(mm(e, H, ATT, W(TW_W_O), W(TW_W_O_B), n));
         TRY(tw_op_add(be, X, X, H, n * d));
         TRY(tw_op_layernorm(be, X, X, W(TW_W_ATTN_NORM)->ref, W(TW_W_ATTN_NORM_B)->ref, n, d,
@@ -503,20 +491,17 @@ tw_status tw_encoder_embed(tw_encoder *e, const char *const *texts, const size_t
     for (int32_t b0 = 0; b0 < n && st == TW_OK;) {
         int32_t b1 = b0, ntok = 0;
         while (b1 < n && b1 - b0 < e->max_seqs && ntok + items[b1].len <= e->T) ntok += items[b1++].len;
-        int32_t n_seq = b1 - b0, max_len = items[b1 - 1].len, t = 0;
+        int32_t n_seq = b1 - b0, t = 0;
         for (int32_t s = 0; s < n_seq; s++) {
             const enc_item *it = &items[b0 + s];
             memcpy(e->h_ids + t, all.ids + start[it->idx], (size_t)it->len * 4);
-            for (int32_t j = 0; j < max_len; j++) /* slots of text s; the tail is never read */
-                e->h_bt[(size_t)s * (size_t)max_len + (size_t)j] = t + (j < it->len ? j : 0);
             for (int32_t j = 0; j < it->len; j++) {
                 e->h_pos[t + j] = j;
                 e->h_seq[t + j] = s;
-                e->h_tpos[t + j] = it->len - 1;
             }
             t += it->len;
         }
-        st = batch_run(e, ntok, n_seq, max_len);
+        st = batch_run(e, ntok);
         for (int32_t s = 0, r = 0; s < n_seq && st == TW_OK; s++) {
             const enc_item *it = &items[b0 + s];
             pool_rows(e, e->h_x + (size_t)r * (size_t)d, it->len, d, out + (size_t)it->idx * (size_t)d);
