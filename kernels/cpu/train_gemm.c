@@ -166,6 +166,11 @@ static void pack_b(const gemm_job *g, float *bp, int64_t p0, int64_t kc, int64_t
 
 /* A rows [i0, i0+mr), reduction [p0, p0+kc) -> ap (kc, MR), rows from mr on zero. */
 static void pack_a(const gemm_job *g, float *ap, int64_t i0, int mr, int64_t p0, int64_t kc) {
+    if (g->a_rs == 1 && mr == MR) { /* dy^T: the MR values of a step are contiguous */
+        const float *src = g->a + i0 + p0 * g->a_ps;
+        for (int64_t p = 0; p < kc; p++) memcpy(ap + p * MR, src + p * g->a_ps, MR * sizeof(float));
+        return;
+    }
     for (int64_t p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             ap[p * MR + r] = r < mr ? g->a[(i0 + r) * g->a_rs + (p0 + p) * g->a_ps] : 0.0f;
