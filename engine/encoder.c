@@ -33,7 +33,11 @@
 #include "json.h"
 #include "model_impl.h"
 
+#include <omp.h>
+
 #define ENC_BATCH_TOKENS 1024 /* tokens per forward batch (at least max_tokens) */
+#define ENC_MIN_SPLIT 128     /* fewest tokens per batch when a call is split for threads */
+#define ENC_MAX_WORKERS 64    /* batches in flight at once */
 
 typedef enum { ENC_POOL_MEAN = 0, ENC_POOL_CLS, ENC_POOL_MAX, ENC_POOL_MEAN_SQRT } enc_pool;
 static const char *const pool_names[] = {"mean", "cls", "max", "mean_sqrt_len"};
@@ -42,6 +46,14 @@ enum {
     ENC_X = 0, ENC_H, ENC_Q, ENC_K, ENC_V, ENC_ATT, ENC_G, ENC_IDS, ENC_POS, ENC_TYP, ENC_SEQ,
     ENC_COUNT
 };
+
+/* What one batch in flight needs: the backend activations and host scratch. Several workers
+ * run batches at once on a CPU backend (see tw_encoder_embed). */
+typedef struct {
+    tw_buffer *act;
+    int32_t *h_ids, *h_pos, *h_seq; /* (T) each */
+    float *h_x;                     /* (T, n_embd) */
+} enc_work;
 
 struct tw_encoder {
     tw_model *m;           /* weights, hyper-parameters, tokenizer */
@@ -54,11 +66,10 @@ struct tw_encoder {
 
     int32_t T;             /* tokens per batch */
     int32_t max_seqs;      /* texts per batch: T / 2 (every text has [CLS] and [SEP]) */
-    tw_buffer *act;
-    size_t off[ENC_COUNT];
-    /* host scratch for one batch */
-    int32_t *h_ids, *h_pos, *h_seq;                  /* (T) each */
-    float *h_x;                                      /* (T, n_embd) */
+    size_t off[ENC_COUNT]; /* of each activation in a worker's buffer */
+    size_t act_bytes;
+    int n_work;            /* workers allocated (1 at load, more on the first parallel call) */
+    enc_work work[ENC_MAX_WORKERS];
 };
 
 int32_t tw_encoder_dim(const tw_encoder *e) { return e->m->hp.n_embd; }
@@ -68,11 +79,14 @@ const char *tw_encoder_id(const tw_encoder *e) { return e->id; }
 
 void tw_encoder_free(tw_encoder *e) {
     if (!e) return;
-    tw_buffer_free(e->act);
-    tw_free(e->h_ids);
-    tw_free(e->h_pos);
-    tw_free(e->h_seq);
-    tw_free(e->h_x);
+    for (int w = 0; w < e->n_work; w++) {
+        enc_work *wk = &e->work[w];
+        tw_buffer_free(wk->act);
+        tw_free(wk->h_ids);
+        tw_free(wk->h_pos);
+        tw_free(wk->h_seq);
+        tw_free(wk->h_x);
+    }
     tw_model_free(e->m);
     tw_free(e);
 }
@@ -269,7 +283,8 @@ static tw_status make_id(tw_encoder *e, const char *path) {
     return TW_OK;
 }
 
-static tw_status alloc_batch(tw_encoder *e) {
+/* Lays out the activations of one batch (e->off, e->act_bytes). */
+static void layout_batch(tw_encoder *e) {
     const tw_model_hparams *hp = &e->m->hp;
     e->T = ENC_BATCH_TOKENS > e->max_tokens ? ENC_BATCH_TOKENS : e->max_tokens;
     e->max_seqs = e->T / 2;
@@ -285,18 +300,32 @@ static tw_status alloc_batch(tw_encoder *e) {
         e->off[a] = total;
         total += (bytes[a] + 255) & ~(size_t)255;
     }
-    tw_status st = tw_buffer_alloc(e->be, total, &e->act);
-    if (st != TW_OK)
-        return tw_error_wrap("%s: encoder activations for %zu tokens (%zu bytes)", e->m->path, T, total);
-    e->h_ids = tw_malloc(T * 4);
-    e->h_pos = tw_malloc(T * 4);
-    e->h_seq = tw_malloc(T * 4);
-    e->h_x = tw_malloc(T * E * 4);
-    if (!e->h_ids || !e->h_pos || !e->h_seq || !e->h_x)
-        return tw_error(TW_ERR_NOMEM, "%s: encoder host scratch", e->m->path);
-    /* token types: all 0 (one segment), uploaded once */
-    memset(e->h_ids, 0, T * 4);
-    return tw_buffer_upload(e->act, e->off[ENC_TYP], e->h_ids, T * 4);
+    e->act_bytes = total;
+}
+
+/* Allocates workers until there are n (on the calling thread: buffers are allocated one thread
+ * at a time). A worker that cannot be had leaves e->n_work at what succeeded. */
+static tw_status workers_ensure(tw_encoder *e, int n) {
+    const size_t T = (size_t)e->T, E = (size_t)e->m->hp.n_embd;
+    while (e->n_work < n) {
+        enc_work *wk = &e->work[e->n_work];
+        memset(wk, 0, sizeof *wk);
+        tw_status st = tw_buffer_alloc(e->be, e->act_bytes, &wk->act);
+        if (st != TW_OK)
+            return tw_error_wrap("%s: encoder activations for %zu tokens (%zu bytes)", e->m->path,
+                                 T, e->act_bytes);
+        wk->h_ids = tw_malloc(T * 4);
+        wk->h_pos = tw_malloc(T * 4);
+        wk->h_seq = tw_malloc(T * 4);
+        wk->h_x = tw_malloc(T * E * 4);
+        e->n_work++; /* from here tw_encoder_free releases it */
+        if (!wk->h_ids || !wk->h_pos || !wk->h_seq || !wk->h_x)
+            return tw_error(TW_ERR_NOMEM, "%s: encoder host scratch", e->m->path);
+        /* token types: all 0 (one segment), uploaded once */
+        memset(wk->h_ids, 0, T * 4);
+        if ((st = tw_buffer_upload(wk->act, e->off[ENC_TYP], wk->h_ids, T * 4)) != TW_OK) return st;
+    }
+    return TW_OK;
 }
 
 tw_status tw_encoder_load(const char *path, tw_backend *be, tw_encoder **out) {
@@ -338,7 +367,8 @@ tw_status tw_encoder_load(const char *path, tw_backend *be, tw_encoder **out) {
         st = tw_error(TW_ERR_FORMAT, "%s: the tokenizer has no [CLS] or [SEP] token", path);
         goto fail;
     }
-    if ((st = make_id(e, path)) || (st = alloc_batch(e))) goto fail;
+    layout_batch(e);
+    if ((st = make_id(e, path)) || (st = workers_ensure(e, 1))) goto fail;
     *out = e;
     return TW_OK;
 fail:
@@ -354,34 +384,36 @@ fail:
         if (_st != TW_OK) return _st;                                                         \
     } while (0)
 
-static tw_ref A(const tw_encoder *e, int a) { return tw_ref_at(e->act, e->off[a]); }
+static tw_ref A(const tw_encoder *e, const enc_work *wk, int a) {
+    return tw_ref_at(wk->act, e->off[a]);
+}
 
 static tw_status mm(const tw_encoder *e, tw_ref y, tw_ref x, const tw_weight *w,
                     const tw_weight *b, int64_t rows) {
     return tw_op_matmul(e->be, y, x, w->ref, w->type, b->ref, rows, w->ne0, w->ne1);
 }
 
-/* The encoder over one packed batch of n tokens; the host arrays h_ids, h_pos, h_seq are
- * filled. Leaves the last hidden states in h_x (n, n_embd). */
-static tw_status batch_run(tw_encoder *e, int32_t n) {
+/* The encoder over one packed batch of n tokens in worker wk, whose host arrays h_ids, h_pos,
+ * h_seq are filled. Leaves the last hidden states in wk->h_x (n, n_embd). */
+static tw_status batch_run(const tw_encoder *e, enc_work *wk, int32_t n) {
     const tw_model *m = e->m;
     const tw_model_hparams *hp = &m->hp;
     tw_backend *be = e->be;
     const int64_t d = hp->n_embd, n4 = (int64_t)n * 4;
-    TRY(tw_buffer_upload(e->act, e->off[ENC_IDS], e->h_ids, (size_t)n4));
-    TRY(tw_buffer_upload(e->act, e->off[ENC_POS], e->h_pos, (size_t)n4));
-    TRY(tw_buffer_upload(e->act, e->off[ENC_SEQ], e->h_seq, (size_t)n4));
-    tw_ref X = A(e, ENC_X), H = A(e, ENC_H), Q = A(e, ENC_Q), K = A(e, ENC_K), V = A(e, ENC_V);
-    tw_ref ATT = A(e, ENC_ATT), G = A(e, ENC_G);
+    TRY(tw_buffer_upload(wk->act, e->off[ENC_IDS], wk->h_ids, (size_t)n4));
+    TRY(tw_buffer_upload(wk->act, e->off[ENC_POS], wk->h_pos, (size_t)n4));
+    TRY(tw_buffer_upload(wk->act, e->off[ENC_SEQ], wk->h_seq, (size_t)n4));
+    tw_ref X = A(e, wk, ENC_X), H = A(e, wk, ENC_H), Q = A(e, wk, ENC_Q), K = A(e, wk, ENC_K);
+    tw_ref V = A(e, wk, ENC_V), ATT = A(e, wk, ENC_ATT), G = A(e, wk, ENC_G);
     const tw_weight *g = m->g;
     /* embeddings: word + token type + position (HF's order of additions), LayerNorm */
     TRY(tw_op_get_rows(be, X, g[TW_W_TOK_EMBD].ref, g[TW_W_TOK_EMBD].type, g[TW_W_TOK_EMBD].ne1,
-                       A(e, ENC_IDS), n, d));
+                       A(e, wk, ENC_IDS), n, d));
     TRY(tw_op_get_rows(be, H, g[TW_W_TYPE_EMBD].ref, g[TW_W_TYPE_EMBD].type,
-                       g[TW_W_TYPE_EMBD].ne1, A(e, ENC_TYP), n, d));
+                       g[TW_W_TYPE_EMBD].ne1, A(e, wk, ENC_TYP), n, d));
     TRY(tw_op_add(be, X, X, H, n * d));
     TRY(tw_op_get_rows(be, H, g[TW_W_POS_EMBD].ref, g[TW_W_POS_EMBD].type, g[TW_W_POS_EMBD].ne1,
-                       A(e, ENC_POS), n, d));
+                       A(e, wk, ENC_POS), n, d));
     TRY(tw_op_add(be, X, X, H, n * d));
     TRY(tw_op_layernorm(be, X, X, g[TW_W_EMBD_NORM].ref, g[TW_W_EMBD_NORM_B].ref, n, d,
                         hp->norm_eps));
@@ -391,7 +423,7 @@ static tw_status batch_run(tw_encoder *e, int32_t n) {
         TRY(mm(e, Q, X, W(TW_W_Q), W(TW_W_Q_B), n));
         TRY(mm(e, K, X, W(TW_W_K), W(TW_W_K_B), n));
         TRY(mm(e, V, X, W(TW_W_V), W(TW_W_V_B), n));
-        TRY(tw_op_attn_seg(be, ATT, tw_ref_none(), Q, K, V, A(e, ENC_SEQ), n, hp->n_head,
+        TRY(tw_op_attn_seg(be, ATT, tw_ref_none(), Q, K, V, A(e, wk, ENC_SEQ), n, hp->n_head,
                            hp->n_kv_head, hp->head_dim, scale, 0));
         TRY(mm(e, H, ATT, W(TW_W_O), W(TW_W_O_B), n));
         TRY(tw_op_add(be, X, X, H, n * d));
@@ -405,7 +437,7 @@ static tw_status batch_run(tw_encoder *e, int32_t n) {
                             hp->norm_eps));
 #undef W
     }
-    return tw_buffer_download(e->act, e->off[ENC_X], e->h_x, (size_t)n * (size_t)d * 4);
+    return tw_buffer_download(wk->act, e->off[ENC_X], wk->h_x, (size_t)n * (size_t)d * 4);
 }
 
 /* Pools the len rows x (len, d) of one text into out (d), then normalises when asked. */
@@ -443,6 +475,34 @@ static int item_cmp(const void *a, const void *b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* A batch: texts items[b0 .. b1) of the sorted list, ntok tokens. */
+typedef struct {
+    int32_t b0, b1, ntok;
+} enc_batch;
+
+/* Runs batch b in worker wk and pools each text into its row of out (n, dim). */
+static tw_status batch_embed(const tw_encoder *e, enc_work *wk, const enc_batch *b,
+                             const enc_item *items, const int64_t *start, const tw_tokens *all,
+                             float *out) {
+    const int32_t d = e->m->hp.n_embd;
+    for (int32_t s = 0, t = 0; s < b->b1 - b->b0; s++) {
+        const enc_item *it = &items[b->b0 + s];
+        memcpy(wk->h_ids + t, all->ids + start[it->idx], (size_t)it->len * 4);
+        for (int32_t j = 0; j < it->len; j++) {
+            wk->h_pos[t + j] = j;
+            wk->h_seq[t + j] = s;
+        }
+        t += it->len;
+    }
+    tw_status st = batch_run(e, wk, b->ntok);
+    for (int32_t s = 0, r = 0; s < b->b1 - b->b0 && st == TW_OK; s++) {
+        const enc_item *it = &items[b->b0 + s];
+        pool_rows(e, wk->h_x + (size_t)r * (size_t)d, it->len, d, out + (size_t)it->idx * (size_t)d);
+        r += it->len;
+    }
+    return st;
+}
+
 tw_status tw_encoder_embed(tw_encoder *e, const char *const *texts, const size_t *lens, int32_t n,
                            float *out, int32_t *n_truncated) {
     if (n_truncated) *n_truncated = 0;
@@ -453,7 +513,7 @@ tw_status tw_encoder_embed(tw_encoder *e, const char *const *texts, const size_t
     for (int32_t i = 0; i < n; i++)
         if (!texts[i]) return tw_error(TW_ERR_ARG, "tw_encoder_embed: texts[%d] is NULL", (int)i);
     const tw_tokenizer *tok = tw_model_tokenizer(e->m);
-    const int32_t body = e->max_tokens - 2, d = e->m->hp.n_embd;
+    const int32_t body = e->max_tokens - 2;
     /* Token ids of every text, [CLS] body [SEP], end to end: ids[start[i] .. start[i] + len). */
     enc_item *items = tw_malloc((size_t)n * sizeof *items);
     int64_t *start = tw_malloc((size_t)n * sizeof *start);
@@ -487,28 +547,65 @@ tw_status tw_encoder_embed(tw_encoder *e, const char *const *texts, const size_t
         tw_log_warn("encoder %s: %d of %d texts truncated at %d tokens", e->id, (int)truncated,
                     (int)n, (int)e->max_tokens);
     if (st == TW_OK) qsort(items, (size_t)n, sizeof *items, item_cmp);
-    /* Batches of consecutive texts in length order, at most T tokens and max_seqs texts. */
-    for (int32_t b0 = 0; b0 < n && st == TW_OK;) {
+    /* Batches of consecutive texts in length order, at most `cap` tokens (at least one text)
+     * and max_seqs texts. */
+    int nt = tw_threads_get(), n_batch = 0;
+    int64_t total = (int64_t)all.n;
+    int32_t cap = e->T;
+    if (nt > 1 && total < (int64_t)nt * e->T) { /* split small calls so that threads get work */
+        int64_t c = (total + nt - 1) / nt;
+        cap = (int32_t)(c < ENC_MIN_SPLIT ? ENC_MIN_SPLIT : c < e->T ? c : e->T);
+    }
+    enc_batch *batches = st == TW_OK ? tw_malloc((size_t)n * sizeof *batches) : NULL;
+    if (st == TW_OK && !batches) st = tw_error(TW_ERR_NOMEM, "tw_encoder_embed: out of memory");
+    for (int32_t b0 = 0; b0 < n && st == TW_OK; n_batch++) {
         int32_t b1 = b0, ntok = 0;
-        while (b1 < n && b1 - b0 < e->max_seqs && ntok + items[b1].len <= e->T) ntok += items[b1++].len;
-        int32_t n_seq = b1 - b0, t = 0;
-        for (int32_t s = 0; s < n_seq; s++) {
-            const enc_item *it = &items[b0 + s];
-            memcpy(e->h_ids + t, all.ids + start[it->idx], (size_t)it->len * 4);
-            for (int32_t j = 0; j < it->len; j++) {
-                e->h_pos[t + j] = j;
-                e->h_seq[t + j] = s;
-            }
-            t += it->len;
-        }
-        st = batch_run(e, ntok);
-        for (int32_t s = 0, r = 0; s < n_seq && st == TW_OK; s++) {
-            const enc_item *it = &items[b0 + s];
-            pool_rows(e, e->h_x + (size_t)r * (size_t)d, it->len, d, out + (size_t)it->idx * (size_t)d);
-            r += it->len;
-        }
+        while (b1 < n && b1 - b0 < e->max_seqs && (b1 == b0 || ntok + items[b1].len <= cap))
+            ntok += items[b1++].len;
+        batches[n_batch] = (enc_batch){b0, b1, ntok};
         b0 = b1;
     }
+    /* Batches run one after the other with the kernels' threads inside each op, or, on the CPU
+     * backend with several batches, several at once (one per thread, each op then on its
+     * thread alone: no barrier per op, so no thread waits for a descheduled one; kernels.h
+     * allows concurrent CPU ops on disjoint outputs). Nested OpenMP must be off for the
+     * latter (it is by default), else every op would start threads of its own. */
+    int nw = nt < n_batch ? nt : n_batch;
+    if (nw > ENC_MAX_WORKERS) nw = ENC_MAX_WORKERS;
+    if (nw > 1 && (tw_backend_get_kind(e->be) != TW_BACKEND_CPU || omp_get_max_active_levels() > 1))
+        nw = 1;
+    if (st == TW_OK && nw > 1 && workers_ensure(e, nw) != TW_OK) {
+        tw_log_warn("encoder %s: %s; running %d batches at once", e->id, tw_errmsg(), e->n_work);
+        tw_error_clear();
+        nw = e->n_work;
+    }
+    if (st == TW_OK && nw <= 1) {
+        for (int b = 0; b < n_batch && st == TW_OK; b++)
+            st = batch_embed(e, &e->work[0], &batches[b], items, start, &all, out);
+    } else if (st == TW_OK) {
+        /* a worker's error message is its thread's: the first is kept to raise here */
+        tw_status first = TW_OK;
+        char msg[512] = "";
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nw)
+        for (int b = 0; b < n_batch; b++) {
+            tw_status f;
+#pragma omp atomic read
+            f = first;
+            if (f != TW_OK) continue;
+            tw_status bs = batch_embed(e, &e->work[omp_get_thread_num()], &batches[b], items,
+                                       start, &all, out);
+            if (bs != TW_OK) {
+#pragma omp critical(tw_encoder_error)
+                if (first == TW_OK) {
+                    snprintf(msg, sizeof msg, "%s", tw_errmsg());
+#pragma omp atomic write
+                    first = bs;
+                }
+            }
+        }
+        if (first != TW_OK) st = tw_error(first, "%s", msg);
+    }
+    tw_free(batches);
     tw_tokens_free(&all);
     tw_free(items);
     tw_free(start);

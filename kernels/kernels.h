@@ -20,7 +20,9 @@
  * TW_ERR_UNSUPPORTED for it.
  *
  * Thread safety: a tw_backend and its buffers are used by one thread at a time (like a CUDA
- * stream); different handles may be used from different threads. The free functions of this
+ * stream); different handles may be used from different threads. The CPU backend's ops keep no
+ * state, so several threads may run ops and uploads/downloads on one CPU handle at once when
+ * none writes bytes another reads or writes (allocation and free stay one thread at a time). The free functions of this
  * header that take no handle (names, CPU features, device queries) are thread-safe.
  */
 #ifndef TWIN_KERNELS_H
