@@ -177,62 +177,108 @@ TW_AVX2 static void abt_avx2(float *c, int64_t ldc, const float *a, int64_t lda,
     }
 }
 
-/* Rows [r, r + NR) of acc (NR = 4 or 1), all D columns. */
-#define ACC_ROWS(NR)                                                                          \
-    do {                                                                                      \
-        float *cr[4];                                                                         \
-        const float *wr[4];                                                                   \
-        for (int q_ = 0; q_ < (NR); q_++) {                                                   \
-            cr[q_] = c + (r + q_) * ldc;                                                      \
-            wr[q_] = w + (r + q_) * ldw;                                                      \
-        }                                                                                     \
-        int64_t d = 0;                                                                        \
-        for (; d + 16 <= D; d += 16) {                                                        \
-            __m256 s0[4], s1[4];                                                              \
-            for (int q_ = 0; q_ < (NR); q_++) {                                               \
-                s0[q_] = _mm256_loadu_ps(cr[q_] + d);                                         \
-                s1[q_] = _mm256_loadu_ps(cr[q_] + d + 8);                                     \
-            }                                                                                 \
-            const float *mr = m + d;                                                          \
-            for (int64_t j = 0; j < J; j++, mr += ldm) {                                      \
-                __m256 m0 = _mm256_loadu_ps(mr), m1 = _mm256_loadu_ps(mr + 8);                \
-                for (int q_ = 0; q_ < (NR); q_++) {                                           \
-                    __m256 x = _mm256_broadcast_ss(wr[q_] + j);                               \
-                    s0[q_] = _mm256_fmadd_ps(x, m0, s0[q_]);                                  \
-                    s1[q_] = _mm256_fmadd_ps(x, m1, s1[q_]);                                  \
-                }                                                                             \
-            }                                                                                 \
-            for (int q_ = 0; q_ < (NR); q_++) {                                               \
-                _mm256_storeu_ps(cr[q_] + d, s0[q_]);                                         \
-                _mm256_storeu_ps(cr[q_] + d + 8, s1[q_]);                                     \
-            }                                                                                 \
-        }                                                                                     \
-        for (; d + 8 <= D; d += 8) {                                                          \
-            __m256 s0[4];                                                                     \
-            for (int q_ = 0; q_ < (NR); q_++) s0[q_] = _mm256_loadu_ps(cr[q_] + d);          \
-            const float *mr = m + d;                                                          \
-            for (int64_t j = 0; j < J; j++, mr += ldm) {                                      \
-                __m256 m0 = _mm256_loadu_ps(mr);                                              \
-                for (int q_ = 0; q_ < (NR); q_++)                                             \
-                    s0[q_] = _mm256_fmadd_ps(_mm256_broadcast_ss(wr[q_] + j), m0, s0[q_]);    \
-            }                                                                                 \
-            for (int q_ = 0; q_ < (NR); q_++) _mm256_storeu_ps(cr[q_] + d, s0[q_]);          \
-        }                                                                                     \
-        for (; d < D; d++)                                                                    \
-            for (int q_ = 0; q_ < (NR); q_++) {                                               \
-                float s_ = cr[q_][d];                                                         \
-                for (int64_t j = 0; j < J; j++) s_ = fmaf(wr[q_][j], m[j * ldm + d], s_);     \
-                cr[q_][d] = s_;                                                               \
-            }                                                                                 \
-    } while (0)
+/* Four rows of acc: c0..c3 += sum_j w0..w3[j] m[j,:]. Written out, not looped over rows, so
+ * that the eight accumulators stay in registers. */
+TW_AVX2 static void acc_rows4(float *c0, float *c1, float *c2, float *c3, const float *w0,
+                              const float *w1, const float *w2, const float *w3, const float *m,
+                              int64_t ldm, int64_t J, int64_t D) {
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        __m256 a0 = _mm256_loadu_ps(c0 + d), b0 = _mm256_loadu_ps(c0 + d + 8);
+        __m256 a1 = _mm256_loadu_ps(c1 + d), b1 = _mm256_loadu_ps(c1 + d + 8);
+        __m256 a2 = _mm256_loadu_ps(c2 + d), b2 = _mm256_loadu_ps(c2 + d + 8);
+        __m256 a3 = _mm256_loadu_ps(c3 + d), b3 = _mm256_loadu_ps(c3 + d + 8);
+        const float *mr = m + d;
+        for (int64_t j = 0; j < J; j++, mr += ldm) {
+            __m256 m0 = _mm256_loadu_ps(mr), m1 = _mm256_loadu_ps(mr + 8);
+            __m256 x = _mm256_broadcast_ss(w0 + j);
+            a0 = _mm256_fmadd_ps(x, m0, a0);
+            b0 = _mm256_fmadd_ps(x, m1, b0);
+            x = _mm256_broadcast_ss(w1 + j);
+            a1 = _mm256_fmadd_ps(x, m0, a1);
+            b1 = _mm256_fmadd_ps(x, m1, b1);
+            x = _mm256_broadcast_ss(w2 + j);
+            a2 = _mm256_fmadd_ps(x, m0, a2);
+            b2 = _mm256_fmadd_ps(x, m1, b2);
+            x = _mm256_broadcast_ss(w3 + j);
+            a3 = _mm256_fmadd_ps(x, m0, a3);
+            b3 = _mm256_fmadd_ps(x, m1, b3);
+        }
+        _mm256_storeu_ps(c0 + d, a0);
+        _mm256_storeu_ps(c0 + d + 8, b0);
+        _mm256_storeu_ps(c1 + d, a1);
+        _mm256_storeu_ps(c1 + d + 8, b1);
+        _mm256_storeu_ps(c2 + d, a2);
+        _mm256_storeu_ps(c2 + d + 8, b2);
+        _mm256_storeu_ps(c3 + d, a3);
+        _mm256_storeu_ps(c3 + d + 8, b3);
+    }
+    for (; d + 8 <= D; d += 8) {
+        __m256 a0 = _mm256_loadu_ps(c0 + d), a1 = _mm256_loadu_ps(c1 + d);
+        __m256 a2 = _mm256_loadu_ps(c2 + d), a3 = _mm256_loadu_ps(c3 + d);
+        const float *mr = m + d;
+        for (int64_t j = 0; j < J; j++, mr += ldm) {
+            __m256 m0 = _mm256_loadu_ps(mr);
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + j), m0, a0);
+            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + j), m0, a1);
+            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + j), m0, a2);
+            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + j), m0, a3);
+        }
+        _mm256_storeu_ps(c0 + d, a0);
+        _mm256_storeu_ps(c1 + d, a1);
+        _mm256_storeu_ps(c2 + d, a2);
+        _mm256_storeu_ps(c3 + d, a3);
+    }
+    float *cr[4] = {c0, c1, c2, c3};
+    const float *wr[4] = {w0, w1, w2, w3};
+    for (; d < D; d++)
+        for (int q = 0; q < 4; q++) {
+            float s = cr[q][d];
+            for (int64_t j = 0; j < J; j++) s = fmaf(wr[q][j], m[j * ldm + d], s);
+            cr[q][d] = s;
+        }
+}
+
+/* One row of acc: c0 += sum_j w0[j] m[j,:]. */
+TW_AVX2 static void acc_rows1(float *c0, const float *w0, const float *m, int64_t ldm, int64_t J,
+                              int64_t D) {
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        __m256 a0 = _mm256_loadu_ps(c0 + d), b0 = _mm256_loadu_ps(c0 + d + 8);
+        const float *mr = m + d;
+        for (int64_t j = 0; j < J; j++, mr += ldm) {
+            __m256 x = _mm256_broadcast_ss(w0 + j);
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(mr), a0);
+            b0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(mr + 8), b0);
+        }
+        _mm256_storeu_ps(c0 + d, a0);
+        _mm256_storeu_ps(c0 + d + 8, b0);
+    }
+    for (; d + 8 <= D; d += 8) {
+        __m256 a0 = _mm256_loadu_ps(c0 + d);
+        const float *mr = m + d;
+        for (int64_t j = 0; j < J; j++, mr += ldm)
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + j), _mm256_loadu_ps(mr), a0);
+        _mm256_storeu_ps(c0 + d, a0);
+    }
+    for (; d < D; d++) {
+        float s = c0[d];
+        for (int64_t j = 0; j < J; j++) s = fmaf(w0[j], m[j * ldm + d], s);
+        c0[d] = s;
+    }
+}
 
 TW_AVX2 static void acc_avx2(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
                              int64_t ldm, int64_t R, int64_t J, int64_t D) {
     int64_t r = 0;
-    for (; r + 4 <= R; r += 4) ACC_ROWS(4);
-    for (; r < R; r++) ACC_ROWS(1);
+    for (; r + 4 <= R; r += 4) {
+        float *c0 = c + r * ldc;
+        const float *w0 = w + r * ldw;
+        acc_rows4(c0, c0 + ldc, c0 + 2 * ldc, c0 + 3 * ldc, w0, w0 + ldw, w0 + 2 * ldw,
+                  w0 + 3 * ldw, m, ldm, J, D);
+    }
+    for (; r < R; r++) acc_rows1(c + r * ldc, w + r * ldw, m, ldm, J, D);
 }
-#undef ACC_ROWS
 
 TW_AVX2 static float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
