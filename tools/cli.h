@@ -75,10 +75,12 @@ int cmd_eval(int argc, char **argv);     /* tools/cmd_eval.c: eval retrieval */
 /* Training (issue 6). */
 int cmd_merge(int argc, char **argv);    /* tools/cmd_merge.c: a LoRA merged into its base GGUF */
 int cmd_runs(int argc, char **argv);     /* tools/cmd_runs.c: runs ls|show|compare|plot */
+int cmd_train(int argc, char **argv);    /* tools/cmd_train.c: LoRA SFT / DPO */
 /* Benchmarks dispatched by cmd_bench, each in tools/cmd_bench_<name>.c. */
 int cmd_bench_embed(int argc, char **argv);
 int cmd_bench_hnsw(int argc, char **argv);
 int cmd_bench_clean(int argc, char **argv);  /* extraction F1 vs trafilatura + cleaning MB/s */
 int cmd_bench_crawl(int argc, char **argv);  /* pages/s against a local server */
+int cmd_bench_train(int argc, char **argv);  /* training tokens/s and memory vs an anchor */
 
 #endif

@@ -24,6 +24,7 @@ static const cli_command commands[] = {
     {"crawl", cmd_crawl, "crawl sources into the warehouse (crawl [--author NAME] [--source ID])"},
     {"schedule", cmd_schedule, "the crawl daemon: each source at its interval (schedule run)"},
     {"merge", cmd_merge, "merge a LoRA adapter into its base GGUF (merge -m BASE --lora A -o OUT.gguf)"},
+    {"train", cmd_train, "fine-tune LoRA adapters (train -m BASE --data FILE.jsonl [--dpo])"},
     {"runs", cmd_runs, "tracked training runs (runs ls|show RUN|compare RUN...|plot RUN... -o F.svg)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
