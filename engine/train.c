@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "comm.h"
 #include "model_impl.h"
 #include "train_util.h"
 
@@ -74,8 +75,10 @@ struct trainer {
     int64_t n, n_ex, cap_ex;
     size_t *ex_start; /* (cap_ex + 1) */
     int have_fwd, have_grad;
+    comm_ctx *comm;   /* data parallelism: NULL or one rank = alone */
     /* step scratch (host) */
     ds_batch batch;
+    ds_batch share;   /* this rank's share of a global batch */
     float *tok_loss;  /* (N) */
     float *ex_scale;  /* (N) one per example at most */
     float *grad_host; /* (lora_set_n_floats) */
@@ -147,6 +150,7 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     t->vocab = hp->n_vocab;
     t->scale = lora_set_scale(s);
     ds_batch_init(&t->batch);
+    ds_batch_init(&t->share);
 
     const int64_t N = t->N;
     int64_t maxdim = t->d;
@@ -207,11 +211,13 @@ void trainer_free(trainer *t) {
     tw_free(t->mb_tgt);
     tw_free(t->grad_host);
     ds_batch_free(&t->batch);
+    ds_batch_free(&t->share);
     tw_free(t);
 }
 
 size_t trainer_act_bytes(const trainer *t) { return t ? t->bytes : 0; }
 void trainer_set_lora_enabled(trainer *t, int on) { t->lora_on = on ? 1 : 0; }
+void trainer_set_comm(trainer *t, comm_ctx *c) { t->comm = c; }
 
 /* ---- one projection and its backward ---------------------------------------------------- */
 
@@ -609,19 +615,26 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
     if (o->micro_tokens < 1 || o->batch_tokens < 1)
         return tw_error(TW_ERR_ARG, "trainer: batch and micro-batch tokens must be >= 1");
     TRY(lora_set_zero(t->s, LORA_GRAD));
-    ds_batch *b = &t->batch;
-    TRY(ds_next_batch(ds, DS_SPLIT_TRAIN, o->batch_tokens, 0, b));
-    int64_t n_loss = 0;
-    for (size_t i = 0; i < b->n_tokens; i++) n_loss += b->targets[i] >= 0;
-    size_t n_pairs = b->n_examples / 2;
-    /* SFT: the mean over the batch's loss tokens; DPO: the mean over its pairs */
-    double inv_n = dpo ? 1.0 / (double)(n_pairs ? n_pairs : 1) : 1.0 / (double)(n_loss ? n_loss : 1);
+    ds_batch *g = &t->batch;
+    TRY(ds_next_batch(ds, DS_SPLIT_TRAIN, o->batch_tokens, 0, g));
+    /* SFT: the mean over the global batch's loss tokens; DPO: over its pairs (comm.h's
+     * scaling rule: every rank scales its share's sums by the global count) */
+    double inv_n = comm_batch_loss_scale(g);
+    const int n_ranks = t->comm ? comm_size(t->comm) : 1;
+    const ds_batch *b = g;
+    if (n_ranks > 1) {
+        comm_range ranges[256];
+        if (n_ranks > 256) return tw_error(TW_ERR_UNSUPPORTED, "trainer: more than 256 ranks");
+        TRY(comm_split_batch(g, n_ranks, ranges));
+        TRY(comm_batch_slice(g, &ranges[comm_rank(t->comm)], &t->share));
+        b = &t->share;
+    }
     step_acc acc;
     memset(&acc, 0, sizeof acc);
     size_t *exb = tw_malloc((b->n_examples + 1) * sizeof *exb);
     if (!exb) return tw_error(TW_ERR_NOMEM, "trainer: out of memory");
     tw_status st = TW_OK;
-    for (size_t r0 = 0; r0 < b->n_rows && st == TW_OK;) {
+    for (size_t r0 = 0; r0 < b->n_rows && b->n_tokens > 0 && st == TW_OK;) {
         size_t r1 = micro_end(b, r0, o->micro_tokens, dpo), e0;
         trainer_batch tb;
         micro_make(b, r0, r1, exb, &tb, &e0);
@@ -631,13 +644,27 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
     }
     tw_free(exb);
     TRY(st);
-    acc_stats(&acc, dpo, stats);
-    stats->n_tokens = (int64_t)b->n_tokens;
-    stats->n_examples = (int64_t)b->n_examples;
-    /* Single rank: engine/comm.h (data-parallel all-reduce of the GRAD region) has not landed;
-     * with it, the gradients would be summed over ranks here, before the norm. */
     size_t nf = lora_set_n_floats(t->s);
     TRY(lora_set_download(t->s, LORA_GRAD, t->grad_host));
+    if (n_ranks > 1) {
+        /* one all-reduce of the whole GRAD region (comm.h: fixed rank order, same bits on
+         * every rank), and one of the step's sums */
+        double sums[7] = {acc.loss_sum, acc.rc, acc.rr, acc.margin, acc.acc, (double)acc.n_pairs,
+                          (double)acc.n_loss_tokens};
+        TRY(comm_allreduce_sum_f32(t->comm, t->grad_host, nf));
+        TRY(comm_allreduce_sum_f64(t->comm, sums, 7));
+        TRY(lora_set_upload(t->s, LORA_GRAD, t->grad_host));
+        acc.loss_sum = sums[0];
+        acc.rc = sums[1];
+        acc.rr = sums[2];
+        acc.margin = sums[3];
+        acc.acc = sums[4];
+        acc.n_pairs = (int64_t)sums[5];
+        acc.n_loss_tokens = (int64_t)sums[6];
+    }
+    acc_stats(&acc, dpo, stats);
+    stats->n_tokens = (int64_t)g->n_tokens;
+    stats->n_examples = (int64_t)g->n_examples;
     stats->grad_norm = train_grad_norm(t->grad_host, nf);
     stats->clip_scale = train_clip_scale(stats->grad_norm, o->max_grad_norm);
     if (!isfinite(stats->loss) || !isfinite(stats->grad_norm)) {

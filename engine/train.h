@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "core.h"
 #include "dataset.h"
 #include "kernels.h"
@@ -76,6 +77,11 @@ void trainer_free(trainer *t); /* NULL is a no-op */
 size_t trainer_act_bytes(const trainer *t);
 /* 1: adapters apply (default); 0: the forward is the base model's (DPO references). */
 void trainer_set_lora_enabled(trainer *t, int on);
+/* Data parallelism (comm.h): with c of more than one rank, trainer_step works on this rank's
+ * share of each global batch (comm_split_batch) and all-reduces the GRAD region and the
+ * step's sums before the norm and AdamW, so every rank makes the same update. NULL (the
+ * default) or one rank: the whole batch here. c must outlive its use. */
+void trainer_set_comm(trainer *t, comm_ctx *c);
 
 /* A micro-batch (host arrays of n tokens): examples contiguous, each with its own segment id
  * (non-decreasing), positions restarting at 0 per example. */

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "cli_warehouse.h"
+#include "comm.h"
 #include "dataset.h"
 #include "json.h"
 #include "lora.h"
@@ -253,8 +254,15 @@ int cmd_train(int argc, char **argv) {
     train_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? CLI_OK : rc;
+    comm_ctx *cc = NULL;
+    if (comm_init(&cc) != TW_OK) return cli_fail_status("train");
+    const int root = comm_rank(cc) == 0, n_ranks = comm_size(cc);
+    if (!root && !freopen("/dev/null", "w", stdout)) return cli_fail(CLI_ERR, "train", "cannot silence rank %d", comm_rank(cc));
     char *base_path = cli_resolve_model("train", a.model), *ref_path = NULL;
-    if (!base_path) return CLI_ERR;
+    if (!base_path) {
+        comm_finalize(cc);
+        return CLI_ERR;
+    }
     tw_backend *be = NULL;
     tw_model *m = NULL, *ref_m = NULL;
     tw_chat_template *tpl = NULL;
@@ -383,7 +391,8 @@ int cmd_train(int argc, char **argv) {
     int64_t max_tokens = a.micro > a.max_len * (a.dpo ? 2 : 1) ? a.micro : a.max_len * (a.dpo ? 2 : 1);
     trainer_opts to = {max_tokens, a.recompute};
     if (trainer_new(m, s, &to, &t) != TW_OK) FAIL();
-    fprintf(stderr, "%s: %d adapters, %lld trainable parameters (rank %d, scale %g), activations "
+    trainer_set_comm(t, cc);
+    if (root) fprintf(stderr, "%s: %d adapters, %lld trainable parameters (rank %d, scale %g), activations "
             "%.1f MiB for %lld tokens%s\n", base_path, (int)lora_set_n_adapters(s),
             (long long)lora_set_n_params(s), (int)a.r, (double)lora_set_scale(s),
             (double)trainer_act_bytes(t) / 1048576.0, (long long)max_tokens,
@@ -414,7 +423,8 @@ int cmd_train(int argc, char **argv) {
         if (ne && trainer_ref_logps(use, ds, DS_SPLIT_EVAL, (size_t)max_tokens, ref_eval) != TW_OK) FAIL();
         fprintf(stderr, "reference log-probs of %zu pairs in %.1f s\n", nt + ne, now_s() - t0);
     }
-    /* run tracking */
+    /* run tracking: rank 0 writes every file and record; the others only compute */
+    if (!root) goto train;
     if (cli_warehouse_open("train", &lg.db) != CLI_OK) {
         rc = CLI_ERR;
         goto done;
@@ -454,9 +464,10 @@ int cmd_train(int argc, char **argv) {
         }
         tw_free(sp);
     }
+train:
     printf("run %lld: %s, %lld steps, lr %g %s (warmup %ld), batch %ld tokens, micro-batch %ld, "
-           "threads %d\n", (long long)lg.run_id, a.dpo ? "DPO" : "SFT", (long long)total, a.lr,
-           a.schedule, a.warmup, a.batch_tokens, a.micro, tw_threads_get());
+           "threads %d, ranks %d\n", (long long)lg.run_id, a.dpo ? "DPO" : "SFT", (long long)total,
+           a.lr, a.schedule, a.warmup, a.batch_tokens, a.micro, tw_threads_get(), n_ranks);
     fflush(stdout);
     double eval_first = NAN, eval_last = NAN;
     int has_eval = ds_count(ds, DS_SPLIT_EVAL) > 0;
@@ -504,19 +515,23 @@ int cmd_train(int argc, char **argv) {
                    (long long)step, (long long)total, st.loss, so.lr, st.grad_norm, tps,
                    (double)mem / 1048576.0);
         fflush(stdout);
-        fprintf(lg.steps, "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,"
+        if (lg.steps) fprintf(lg.steps, "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":%.17g,"
                 "\"tokens\":%lld,\"tokens_per_s\":%.1f}\n", (long long)step, st.loss, so.lr,
                 st.grad_norm, (long long)st.n_tokens, tps);
-        fflush(lg.steps);
+        if (lg.steps) fflush(lg.steps);
         wh_trun_step ws = {step, st.loss, so.lr, st.grad_norm, tps, mem, 0};
-        if (wh_trun_log_step(lg.db, lg.run_id, &ws) != TW_OK)
+        if (lg.db && wh_trun_log_step(lg.db, lg.run_id, &ws) != TW_OK)
             tw_log_warn("train: could not record step %lld: %s", (long long)step, tw_errmsg());
         if (has_eval && a.eval_every > 0 && step % a.eval_every == 0 && step < total)
             if ((rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
-        if (a.save_every > 0 && step % a.save_every == 0 && step < total)
+        if (root && a.save_every > 0 && step % a.save_every == 0 && step < total)
             if ((rc = save_ckpt(ckdir, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     }
     if (has_eval && (rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
+    if (!root) {
+        fail_status = NULL;
+        goto done;
+    }
     if ((rc = save_ckpt(ckdir, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     {
         tw_sb sb;
@@ -534,7 +549,8 @@ int cmd_train(int argc, char **argv) {
             printf("done: %lld steps (%lld this session) in %.1f s, %.0f tokens/s; train loss %.4f -> "
                    "%.4f", (long long)step, (long long)(step - step0), el,
                    el > 0 ? (double)tokens_all / el : 0.0, loss_first, loss_last);
-            if (has_eval) printf("; held-out loss %.4f -> %.4f", eval_first, eval_last);
+            if (has_eval && !isnan(eval_first)) printf("; held-out loss %.4f -> %.4f", eval_first, eval_last);
+            else if (has_eval) printf("; held-out loss %.4f", eval_last);
             printf("\nadapter: %s (PEFT), %s (GGUF); run %lld; peak memory %.0f MiB\n", pd, pg,
                    (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
         }
@@ -566,6 +582,8 @@ done:
     tw_free(cfg);
     tw_free(ck_path);
     tw_free(name);
+    if (rc != CLI_OK && n_ranks > 1) comm_abort(cc, rc); /* the other ranks must not wait */
+    comm_finalize(cc);
     return rc;
 #undef FAIL
 }
