@@ -286,6 +286,43 @@ static void test_errors(void) {
     tw_backend_free(be);
 }
 
+/* Many texts at 1, 2, 3 and 4 threads: several batches then run at once (one per thread,
+ * engine/encoder.c), and every vector must have the bits of the one-thread run, in which the
+ * batches run one after the other (and of the text embedded alone). */
+static void test_parallel_batches(void) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/par", tmp);
+    write_model(dir, "{\"pooling_mode_mean_tokens\": true}", 1);
+    tw_backend *be = NULL;
+    CHECK_EQ_INT(tw_backend_open("cpu", &be), TW_OK);
+    tw_encoder *e = NULL;
+    CHECK_EQ_INT(tw_encoder_load(dir, be, &e), TW_OK);
+    enum { N = 700 }; /* ~4000 tokens: 4 batches at one thread, split further at more */
+    static const char *many[N];
+    static float base[N * E], got[N * E];
+    for (int i = 0; i < N; i++) many[i] = texts[(i * 7) % NT];
+    int saved = tw_threads_get();
+    tw_threads_set(1);
+    CHECK_EQ_INT(e ? tw_encoder_embed(e, many, NULL, N, base, NULL) : TW_ERR_ARG, TW_OK);
+    for (int th = 2; th <= 4 && e; th++) {
+        tw_threads_set(th);
+        memset(got, 0, sizeof got);
+        CHECK_EQ_INT(tw_encoder_embed(e, many, NULL, N, got, NULL), TW_OK);
+        CHECK(memcmp(got, base, sizeof got) == 0);
+    }
+    tw_threads_set(saved);
+    for (int t = 0; t < NT && e; t++) { /* the same text anywhere in the call: the same bits */
+        float one[E];
+        CHECK_EQ_INT(tw_encoder_embed(e, &texts[t], NULL, 1, one, NULL), TW_OK);
+        for (int i = 0; i < N; i++)
+            if (many[i] == texts[t]) CHECK(memcmp(one, base + (size_t)i * E, sizeof one) == 0);
+    }
+    CHECK_EQ_INT(tw_backend_mem_stats(be).n_allocs >= 4, 1); /* workers were allocated */
+    tw_encoder_free(e);
+    CHECK_EQ_INT(tw_backend_mem_stats(be).current_bytes, 0);
+    tw_backend_free(be);
+}
+
 int main(void) {
     fill(&word[0][0], NV * E, 1, 0), fill(&pos[0][0], NP * E, 0.5f, 0), fill(&typ[0][0], 2 * E, 0.3f, 0);
     fill(eln_w, E, 0.2f, 1), fill(eln_b, E, 0.1f, 0);
@@ -305,6 +342,7 @@ int main(void) {
     RUN(test_mean_normalized);
     RUN(test_cls_plain);
     RUN(test_errors);
+    RUN(test_parallel_batches);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
