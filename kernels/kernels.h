@@ -370,7 +370,8 @@ tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t 
 /* ---- training ops (issue 6; ATTN_SEG also serves the encoder) --------------------------------
  * Each has a naive fp64-accumulating CPU reference with the same signature (kernels/cpu/ref_*.c)
  * and is checked against finite differences in double precision on tiny shapes
- * (tests/unit/test_kernels_train.c). `accumulate` = 1 adds into the output, 0 overwrites it. */
+ * (tests/unit/test_kernels_train.c; the attention: tests/unit/test_kernels_attn_seg.c).
+ * `accumulate` = 1 adds into the output, 0 overwrites it. */
 
 /* Dense attention within segments (no KV cache): token t attends to tokens u of the same
  * segment (seg[u] == seg[t]) with u <= t when causal, any u of the segment when not. Tokens of
@@ -378,7 +379,9 @@ tw_status tw_op_topk(tw_backend *be, tw_ref vals, tw_ref idx, tw_ref x, int64_t 
  * (RoPE is applied before). Grouped-query heads: head h reads kv head h / (n_head/n_kv_head).
  *   out, q: (n_tok, n_head, head_dim); k, v: (n_tok, n_kv_head, head_dim); seg: (n_tok) int32
  *   non-decreasing; lse: (n_tok, n_head) fp32 log-sum-exp of the scaled scores (saved for the
- *   backward pass, as FlashAttention does) or tw_ref_none().  scale > 0. */
+ *   backward pass, as FlashAttention does) or tw_ref_none().  scale > 0. On the CPU a seg that
+ *   decreases is TW_ERR_ARG (naming the entry) before anything is written; results have the
+ *   same bits for any thread count and for a segment alone or packed with others. */
 tw_status tw_op_attn_seg(tw_backend *be, tw_ref out, tw_ref lse, tw_ref q, tw_ref k, tw_ref v,
                          tw_ref seg, int64_t n_tok, int64_t n_head, int64_t n_kv_head,
                          int64_t head_dim, float scale, int causal);
