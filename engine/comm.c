@@ -275,7 +275,7 @@ tw_status comm_batch_slice(const ds_batch *src, const comm_range *r, ds_batch *d
                         r->ex_begin, r->ex_end, src->n_examples);
     size_t tb = src->n_examples ? src->ex_start[r->ex_begin] : 0;
     size_t te = src->n_examples ? src->ex_start[r->ex_end] : 0;
-    if (r->tok_begin != tb || r->tok_end != te || te > src->n_tokens)
+    if (r->tok_begin != tb || r->tok_end != te || tb > te || te > src->n_tokens)
         return tw_error(TW_ERR_ARG,
                         "comm_batch_slice: tokens [%zu, %zu) are not examples [%zu, %zu) = [%zu, %zu)",
                         r->tok_begin, r->tok_end, r->ex_begin, r->ex_end, tb, te);
