@@ -415,6 +415,7 @@ static const struct {
     {"embed", cmd_bench_embed},
     {"hnsw", cmd_bench_hnsw},
     {"crawl", cmd_bench_crawl},
+    {"train", cmd_bench_train},
 };
 
 int cmd_bench(int argc, char **argv) {
