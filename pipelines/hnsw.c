@@ -141,35 +141,83 @@ static inline int returnable(const hnsw_index *ix, uint32_t s, const hnsw_filter
 /* pair order: by distance, then slot (so that results are deterministic) */
 static inline int pair_lt(hnsw_pair a, hnsw_pair b) { return a.d < b.d || (a.d == b.d && a.id < b.id); }
 
-static int pair_cmp(const void *a, const void *b) {
-    hnsw_pair x = *(const hnsw_pair *)a, y = *(const hnsw_pair *)b;
-    return pair_lt(x, y) ? -1 : pair_lt(y, x) ? 1 : 0;
-}
-
-/* max = 1: max-heap (results: the worst on top); max = 0: min-heap (candidates). */
-static void heap_push(hnsw_pair *h, size_t *n, hnsw_pair v, int max) {
+/* The heaps are specialised (min for candidates, max for results) and inline: with a `max`
+ * flag and qsort's comparison callback they took a fifth of a search's time (perf, 20k x
+ * 128). */
+static inline void minheap_push(hnsw_pair *h, size_t *n, hnsw_pair v) {
     size_t i = (*n)++;
     while (i) {
         size_t p = (i - 1) / 2;
-        if (max ? !pair_lt(h[p], v) : !pair_lt(v, h[p])) break;
+        if (!pair_lt(v, h[p])) break;
         h[i] = h[p];
         i = p;
     }
     h[i] = v;
 }
 
-static void heap_pop(hnsw_pair *h, size_t *n, int max) {
-    hnsw_pair v = h[--(*n)];
-    size_t i = 0, m = *n;
+/* Sifts v down from slot i of the min-heap h[0..m). */
+static inline void minheap_sift(hnsw_pair *h, size_t i, size_t m, hnsw_pair v) {
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= m) break;
-        if (c + 1 < m && (max ? pair_lt(h[c], h[c + 1]) : pair_lt(h[c + 1], h[c]))) c++;
-        if (max ? !pair_lt(v, h[c]) : !pair_lt(h[c], v)) break;
+        if (c + 1 < m && pair_lt(h[c + 1], h[c])) c++;
+        if (!pair_lt(h[c], v)) break;
         h[i] = h[c];
         i = c;
     }
-    if (m) h[i] = v;
+    h[i] = v;
+}
+
+static inline void minheap_pop(hnsw_pair *h, size_t *n) {
+    size_t m = --(*n);
+    if (m) minheap_sift(h, 0, m, h[m]);
+}
+
+static inline void maxheap_push(hnsw_pair *h, size_t *n, hnsw_pair v) {
+    size_t i = (*n)++;
+    while (i) {
+        size_t p = (i - 1) / 2;
+        if (!pair_lt(h[p], v)) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+/* Sifts v down from slot i of the max-heap h[0..m). */
+static inline void maxheap_sift(hnsw_pair *h, size_t i, size_t m, hnsw_pair v) {
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && pair_lt(h[c], h[c + 1])) c++;
+        if (!pair_lt(v, h[c])) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+}
+
+/* Replaces the top (the worst) of a non-empty max-heap by v: a pop and a push in one pass. */
+static inline void maxheap_replace_top(hnsw_pair *h, size_t n, hnsw_pair v) { maxheap_sift(h, 0, n, v); }
+
+/* Sorts p[0..n) by pair_lt, ascending: heap sort (in place, no callback). */
+static void pairs_sort(hnsw_pair *p, size_t n) {
+    if (n < 2) return;
+    if (n <= 16) { /* insertion sort for the short lists of connect_back and repairs */
+        for (size_t i = 1; i < n; i++) {
+            hnsw_pair v = p[i];
+            size_t j = i;
+            for (; j && pair_lt(v, p[j - 1]); j--) p[j] = p[j - 1];
+            p[j] = v;
+        }
+        return;
+    }
+    for (size_t i = n / 2; i-- > 0;) maxheap_sift(p, i, n, p[i]);
+    for (size_t m = n - 1; m > 0; m--) {
+        hnsw_pair top = p[0];
+        maxheap_sift(p, 0, m, p[m]);
+        p[m] = top;
+    }
 }
 
 /* ---- scratch ----------------------------------------------------------------------------- */
@@ -475,10 +523,6 @@ static inline float qdist(const hnsw_index *ix, const hnsw_query *Q, uint32_t s)
     return ix->fdist(Q->q, hnsw_vec(ix, s), (size_t)ix->dim);
 }
 
-static inline void prefetch_slot(const hnsw_index *ix, uint32_t s) {
-    HNSW_PREFETCH(ix->block0 + (size_t)s * ix->block_size + ix->links0_bytes);
-}
-
 /* Greedy descent on one level: moves *cur to the closest neighbour until none is closer. */
 static void search_greedy(const hnsw_index *ix, const hnsw_query *Q, uint32_t *cur, float *curd, int level) {
     for (int changed = 1; changed;) {
@@ -499,81 +543,114 @@ static void search_greedy(const hnsw_index *ix, const hnsw_query *Q, uint32_t *c
     }
 }
 
+/* The bytes qdist reads for slot s (for prefetching): the int8 codes or the f32 vector. */
+static inline const uint8_t *qdata(const hnsw_index *ix, const hnsw_query *Q, uint32_t s) {
+    return Q->use8 ? (const uint8_t *)hnsw_codes(ix, s) : (const uint8_t *)hnsw_vec(ix, s);
+}
+
 /* Beam search of one level from ep (the paper's SEARCH-LAYER): the ef closest returnable
  * nodes end up in s->res (a max-heap of s->nres). Tombstones and filtered-out nodes are
  * traversed but not returned; while such nodes exist the search does not stop before it has
- * ef results or no candidates left (as hnswlib does). -1 on NOMEM. */
+ * ef results or no candidates left (as hnswlib does). -1 on NOMEM.
+ *
+ * Memory, not arithmetic, bounds this loop (perf: the stalls sit on the visited marks, the
+ * candidate's link list and the neighbours' vectors). So each expansion works in passes: the
+ * visited marks of all neighbours are prefetched, then the unvisited ones are gathered and the
+ * first line of each vector is prefetched, then the distances are computed while the rest of
+ * the next vector is prefetched; and the link list of the next candidate is prefetched before
+ * the loop comes back to it (hnswlib does the last one too). */
 static int search_layer(const hnsw_index *ix, const hnsw_query *Q, uint32_t ep, float ep_d, size_t ef,
                         int level, const hnsw_filter *f, hnsw_scratch *s) {
     visited_reset(s);
     uint16_t *tags = s->tags, epoch = s->epoch;
     s->ncand = s->nres = 0;
     tags[ep] = epoch;
+    /* without a filter or tombstones every reachable slot is returnable (slots are live before
+     * any link to them is stored), and the state array need not be read */
     int restricted = f != NULL || atomic_load_explicit(&ix->n_tomb, memory_order_relaxed) > 0;
     float lb = INFINITY;
-    if (returnable(ix, ep, f)) {
+    if (grow_pairs(&s->res, &s->res_cap, ef + 2)) return -1;
+    if (!restricted || returnable(ix, ep, f)) {
         s->res[s->nres++] = (hnsw_pair){ep_d, ep};
         lb = ep_d;
     }
     s->cand[s->ncand++] = (hnsw_pair){ep_d, ep};
     uint32_t maxn = (uint32_t)max_links(ix, level);
-    if (grow_pairs(&s->res, &s->res_cap, ef + 2)) return -1;
+    size_t vbytes = Q->use8 ? ix->dim32 : (size_t)ix->dim * sizeof(float);
+    uint32_t nbs[2 * 256]; /* (M0) at most: M <= 256 (hnsw_new) */
     while (s->ncand) {
         hnsw_pair c = s->cand[0];
         if (c.d > lb && (s->nres >= ef || !restricted)) break;
-        heap_pop(s->cand, &s->ncand, 0);
+        minheap_pop(s->cand, &s->ncand);
         _Atomic uint32_t *L = hnsw_links(ix, c.id, level);
         uint32_t n = ld(&L[0]);
         if (n > maxn) n = maxn;
-        if (n) {
-            uint32_t first = ld(&L[1]);
-            HNSW_PREFETCH(&tags[first]);
-            prefetch_slot(ix, first);
-        }
         if (grow_pairs(&s->cand, &s->cand_cap, s->ncand + n + 1)) return -1;
-        for (uint32_t j = 1; j <= n; j++) {
-            uint32_t nb = ld(&L[j]);
-            if (j < n) {
-                uint32_t nx = ld(&L[j + 1]);
-                HNSW_PREFETCH(&tags[nx]);
-                prefetch_slot(ix, nx);
-            }
+        for (uint32_t j = 0; j < n; j++) {
+            nbs[j] = ld(&L[1 + j]);
+            HNSW_PREFETCH(&tags[nbs[j]]);
+        }
+        uint32_t nt = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t nb = nbs[j];
             if (tags[nb] == epoch) continue;
             tags[nb] = epoch;
-            if (level && ix->levels[nb] < level) continue;
+            if (level && ix->levels[nb] < level) continue; /* a stale link to a reused slot */
+            nbs[nt++] = nb;
+            HNSW_PREFETCH(qdata(ix, Q, nb));
+        }
+        for (uint32_t t = 0; t < nt; t++) {
+            uint32_t nb = nbs[t];
+            if (t + 1 < nt) {
+                const uint8_t *nx = qdata(ix, Q, nbs[t + 1]);
+                for (size_t o = 64; o < vbytes; o += 64) HNSW_PREFETCH(nx + o);
+            }
             float d = qdist(ix, Q, nb);
             if (s->nres < ef || d < lb) {
-                heap_push(s->cand, &s->ncand, (hnsw_pair){d, nb}, 0);
-                if (returnable(ix, nb, f)) {
-                    heap_push(s->res, &s->nres, (hnsw_pair){d, nb}, 1);
-                    if (s->nres > ef) heap_pop(s->res, &s->nres, 1);
+                minheap_push(s->cand, &s->ncand, (hnsw_pair){d, nb});
+                if (!restricted || returnable(ix, nb, f)) {
+                    if (s->nres < ef) maxheap_push(s->res, &s->nres, (hnsw_pair){d, nb});
+                    else maxheap_replace_top(s->res, s->nres, (hnsw_pair){d, nb});
                     lb = s->res[0].d;
                 }
             }
         }
+        if (s->ncand) HNSW_PREFETCH(hnsw_links(ix, s->cand[0].id, level));
     }
     return 0;
 }
 
 /* ---- building the graph ------------------------------------------------------------------ */
 
-/* The paper's algorithm 4 (hnswlib's getNeighborsByHeuristic2): c[0..nc) sorted by distance
- * to the base point; keeps a candidate only when it is closer to the base than to every one
- * already kept, up to m. With nc <= m all are kept. Returns the number kept (in place). */
+/* The paper's algorithm 4 (hnswlib's getNeighborsByHeuristic2): from c[0..nc) (any order,
+ * distances to the base point) keeps, closest first, a candidate only when it is closer to the
+ * base than to every one already kept, up to m. The kept ones end in c[0..return), closest
+ * first; with nc <= m all are kept. The candidates come off a min-heap one at a time, so the
+ * ef_construction results of an insert are not sorted whole: the selection usually stops after
+ * a few dozen of them (a full sort was 4% of a build). */
 static size_t select_heuristic(const hnsw_index *ix, hnsw_pair *c, size_t nc, size_t m) {
-    if (nc <= m) return nc;
-    size_t no = 0;
-    for (size_t i = 0; i < nc && no < m; i++) {
-        const float *ve = hnsw_vec(ix, c[i].id);
+    if (nc <= m) {
+        pairs_sort(c, nc);
+        return nc;
+    }
+    hnsw_pair kept[2 * 256]; /* m <= M0 <= 512 (hnsw_new) */
+    TW_ASSERT(m <= sizeof kept / sizeof kept[0]);
+    for (size_t i = nc / 2; i-- > 0;) minheap_sift(c, i, nc, c[i]);
+    size_t no = 0, h = nc;
+    while (h && no < m) {
+        hnsw_pair x = c[0];
+        minheap_pop(c, &h);
+        const float *ve = hnsw_vec(ix, x.id);
         int good = 1;
         for (size_t j = 0; j < no; j++) {
-            if (ix->fdist(ve, hnsw_vec(ix, c[j].id), (size_t)ix->dim) < c[i].d) {
+            if (ix->fdist(ve, hnsw_vec(ix, kept[j].id), (size_t)ix->dim) < x.d) {
                 good = 0;
                 break;
             }
         }
-        if (good) c[no++] = c[i];
+        if (good) kept[no++] = x;
     }
+    memcpy(c, kept, no * sizeof *c);
     return no;
 }
 
@@ -608,7 +685,6 @@ static void connect_back(hnsw_index *ix, uint32_t nb, uint32_t add, int level, h
                 uint32_t e = ld(&L[j]);
                 buf[nc++] = (hnsw_pair){ix->fdist(vb, hnsw_vec(ix, e), (size_t)ix->dim), e};
             }
-            qsort(buf, nc, sizeof *buf, pair_cmp);
             nc = select_heuristic(ix, buf, nc, maxn);
             links_write(L, buf, nc);
         }
@@ -639,13 +715,15 @@ static tw_status graph_link(hnsw_index *ix, uint32_t slot, hnsw_scratch *s) {
             return tw_error(TW_ERR_NOMEM, "hnsw: no memory for a search");
         if (grow_pairs(&s->tmp, &s->tmp_cap, s->nres + (size_t)ix->M0 + 2))
             return tw_error(TW_ERR_NOMEM, "hnsw: no memory for a search");
-        size_t nc = 0;
-        for (size_t i = 0; i < s->nres; i++)
-            if (s->res[i].id != slot) s->tmp[nc++] = s->res[i];
+        size_t nc = 0, best = 0;
+        for (size_t i = 0; i < s->nres; i++) {
+            if (s->res[i].id == slot) continue;
+            if (nc && pair_lt(s->res[i], s->tmp[best])) best = nc;
+            s->tmp[nc++] = s->res[i];
+        }
         if (!nc) continue;
-        qsort(s->tmp, nc, sizeof *s->tmp, pair_cmp);
-        cur = s->tmp[0].id; /* the next level starts from the closest found here */
-        curd = s->tmp[0].d;
+        cur = s->tmp[best].id; /* the next level starts from the closest found here */
+        curd = s->tmp[best].d;
         nc = select_heuristic(ix, s->tmp, nc, (size_t)ix->M);
         slot_lock(ix, slot);
         links_write(hnsw_links(ix, slot, l), s->tmp, nc);
@@ -751,7 +829,6 @@ static tw_status repair_links(hnsw_index *ix, uint32_t d, hnsw_scratch *s) {
                         if (!dup) s->tmp[nc++] = (hnsw_pair){ix->fdist(vb, hnsw_vec(ix, e), (size_t)ix->dim), e};
                     }
                 }
-                qsort(s->tmp, nc, sizeof *s->tmp, pair_cmp);
                 nc = select_heuristic(ix, s->tmp, nc, maxn);
                 links_write(L, s->tmp, nc);
             }
@@ -1143,14 +1220,10 @@ static int exact_scan(const hnsw_index *ix, const float *q, int32_t k, const hns
         if (!returnable(ix, i, f)) continue;
         float d = ix->fdist(q, hnsw_vec(ix, i), (size_t)ix->dim);
         hnsw_pair p = {d, i};
-        if (s->nres < (size_t)k) {
-            heap_push(s->res, &s->nres, p, 1);
-        } else if (pair_lt(p, s->res[0])) {
-            heap_pop(s->res, &s->nres, 1);
-            heap_push(s->res, &s->nres, p, 1);
-        }
+        if (s->nres < (size_t)k) maxheap_push(s->res, &s->nres, p);
+        else if (pair_lt(p, s->res[0])) maxheap_replace_top(s->res, s->nres, p);
     }
-    qsort(s->res, s->nres, sizeof *s->res, pair_cmp);
+    pairs_sort(s->res, s->nres);
     for (size_t i = 0; i < s->nres; i++) hits[i] = (hnsw_hit){ix->ids[s->res[i].id], -s->res[i].d};
     return (int)s->nres;
 }
@@ -1216,7 +1289,7 @@ static tw_status search_locked(const hnsw_index *ix, hnsw_scratch *s, int32_t k,
     if (Q.use8) /* re-rank the candidates by their exact f32 distance */
         for (size_t i = 0; i < s->nres; i++)
             s->res[i].d = ix->fdist(s->qbuf, hnsw_vec(ix, s->res[i].id), (size_t)ix->dim);
-    qsort(s->res, s->nres, sizeof *s->res, pair_cmp);
+    pairs_sort(s->res, s->nres);
     size_t n = s->nres < (size_t)k ? s->nres : (size_t)k;
     for (size_t i = 0; i < n; i++) hits[i] = (hnsw_hit){ix->ids[s->res[i].id], -s->res[i].d};
     *n_found = (int32_t)n;
