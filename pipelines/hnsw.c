@@ -1286,9 +1286,20 @@ static tw_status search_locked(const hnsw_index *ix, hnsw_scratch *s, int32_t k,
     float curd = qdist(ix, &Q, cur);
     for (int l = (int)(e >> 32); l > 0; l--) search_greedy(ix, &Q, &cur, &curd, l);
     if (search_layer(ix, &Q, cur, curd, efs, 0, f, s)) return tw_error(TW_ERR_NOMEM, "hnsw_search: no memory");
-    if (Q.use8) /* re-rank the candidates by their exact f32 distance */
-        for (size_t i = 0; i < s->nres; i++)
+    if (Q.use8) { /* re-rank the candidates by their exact f32 distance */
+        /* the f32 vectors are cold (the search read codes): their first lines are requested
+         * together, and the rest of each one while the previous is computed (this loop was a
+         * quarter of an int8 search without it) */
+        size_t vbytes = (size_t)ix->dim * sizeof(float);
+        for (size_t i = 0; i < s->nres; i++) HNSW_PREFETCH(hnsw_vec(ix, s->res[i].id));
+        for (size_t i = 0; i < s->nres; i++) {
+            if (i + 1 < s->nres) {
+                const char *nx = (const char *)hnsw_vec(ix, s->res[i + 1].id);
+                for (size_t o = 64; o < vbytes; o += 64) HNSW_PREFETCH(nx + o);
+            }
             s->res[i].d = ix->fdist(s->qbuf, hnsw_vec(ix, s->res[i].id), (size_t)ix->dim);
+        }
+    }
     pairs_sort(s->res, s->nres);
     size_t n = s->nres < (size_t)k ? s->nres : (size_t)k;
     for (size_t i = 0; i < n; i++) hits[i] = (hnsw_hit){ix->ids[s->res[i].id], -s->res[i].d};
