@@ -2,13 +2,16 @@
  * activations quantized to Q8_0/Q8_1 blocks (tw_q8a_block): the integer dot product of each
  * pair of blocks is exact, scaled by dw * dx in fp32 and accumulated in fp32.
  *
- * Tiles: a tile computes MR rows of x against NR rows of W (MR, NR <= 4), decoding each
- * weight block once for the MR rows (prefill and batches read the weights once per MR rows,
- * not once per row) and keeping MR * NR independent accumulators (decode, MR = 1, still has
- * NR chains in flight). Every output (i, o) is computed by the same sequence of operations
- * whatever the tile (one accumulator, blocks in order, one fixed horizontal sum, then the
- * min term and the bias), so a row of x gives bit-identical outputs alone or in a batch, and
- * with any thread count.
+ * Tiles (AVX2). Decode (m = 1): a row tile computes the row of x against NR <= 4 weight rows,
+ * NR accumulator chains in flight, the weight rows prefetched as they stream from memory.
+ * Batches and prefill (m >= 2): a column tile computes up to 8 rows of x against one weight
+ * row, decoding each weight block once for the 8 rows; its per-block cost is then little more
+ * than the integer products (bench/bench_matmul, Q4_1 m = 8 and 512: ~20% less time than the
+ * 4x2 tiles it replaced, which decoded a block per 4 rows and formed the min terms one scalar
+ * chain at a time). Every output (i, o) is computed by the same sequence of operations
+ * whatever the tile (one accumulator, blocks in order, one fixed horizontal sum, then the min
+ * term and the bias), so a row of x gives bit-identical outputs alone or in a batch, and with
+ * any thread count.
  *
  * AVX2: a weight block is decoded to 32 bytes (unsigned nibbles for Q4_1/Q5_1, signed values
  * for Q4_0/Q5_0/Q8_0); unsigned x signed byte products go through maddubs (pairs to int16:
@@ -27,6 +30,7 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+#define X_GROUP 8 /* rows of x per column tile (the lanes of its min-term vector) */
 #ifndef PREFETCH
 #define PREFETCH 4096 /* bytes ahead in the weight rows of a matvec: the rows stream from memory */
 #endif
@@ -154,120 +158,162 @@ AVX2 INLINE float hsum8(__m256 v) {
 }
 
 /* The min term of an output, sum_b mw_b * s_b, is formed as ggml's AVX2 Q4_1/Q5_1 dot products
- * form it (a sequential fp32 sum over the blocks with one fma each), so that the output has
- * llama.cpp's bits; mw: the weight row's mins as fp32, s: the x row's Q8_1 sums (nb). */
+ * form it: a sequential fp32 sum over the blocks with one fma each, so that the output has
+ * llama.cpp's bits (mw: the weight row's mins, s: the x row's Q8_1 sums). The kernels below
+ * run several such chains side by side in the lanes of one vector (a lane-wise fma is the
+ * scalar fma), which changes no bit.
+ *
+ * The scales: d * dx of a block is one fp32 product whatever the width it is formed in, and
+ * the fp16 -> fp32 widening (F16C) is exact, so converting several scales with one vcvtph2ps
+ * and multiplying them together gives each output the same value as one at a time. */
 
-/* One tile with compile-time MR, NR (always inlined into the instances below). xs: the Q8_1
- * sums of the MR rows (stride nb); mwbuf: room for NR * nb floats (types with a min). */
-AVX2 INLINE void tile_avx2(tw_dtype t, const int MR, const int NR, float *y, int64_t ldy,
-                           const tw_q8a_block *xa, const float *xs, const uint8_t *w, size_t rb,
-                           size_t bb, int64_t nb, const float *bias, float *mwbuf) {
+/* The fp16 words at the start of block b of NR weight rows: (d, m) of each row as 8 floats
+ * d0 m0 d1 m1 ... (types without a min: the second word is the first quants, unused). */
+AVX2 INLINE __m256 scales_avx2(const int NR, const uint8_t *w, size_t rb, size_t boff) {
+    uint32_t u[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int c = 0; c < NR; c++) memcpy(&u[c], w + (size_t)c * rb + boff, 4);
+    return _mm256_cvtph_ps(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]));
+}
+
+/* Row tile (decode, m = 1 rows at a time): one row of x against NR <= 4 weight rows, NR
+ * accumulators in flight; the weight rows stream from memory, so they are prefetched. The NR
+ * min chains run in the lanes of one 128-bit vector. xa: nb blocks of the row. */
+AVX2 INLINE void rtile_avx2(tw_dtype t, const int NR, float *y, const tw_q8a_block *xa,
+                            const uint8_t *w, size_t rb, size_t bb, int64_t nb,
+                            const float *bias) {
     const int sgn = !q_has_min(t);
-    __m256 acc[4][4];
+    __m256 acc[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int c = 0; c < NR; c++) acc[c] = _mm256_setzero_ps();
+    __m128 sm = _mm_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i odd = _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7);
     for (int64_t b = 0; b < nb; b++) {
-        __m256i wq[4], wa[4];
-        __m256 dw[4];
+        const size_t boff = (size_t)b * bb;
+        const tw_q8a_block *xb = xa + b;
+        __m256 dm = scales_avx2(NR, w, rb, boff);
+        /* lane 2c: dw_c * dx, stored so that each is broadcast by a load, not a shuffle */
+        float dd[8];
+        _mm256_storeu_ps(dd, _mm256_mul_ps(dm, _mm256_broadcast_ss(&xb->d)));
+        __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
 #pragma GCC unroll 4
         for (int c = 0; c < NR; c++) {
-            const uint8_t *blk = w + (size_t)c * rb + (size_t)b * bb;
-            if (MR == 1) _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
-            wq[c] = decode_avx2(t, blk);
-            wa[c] = sgn ? _mm256_sign_epi8(wq[c], wq[c]) : wq[c];
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            dw[c] = _mm256_set1_ps(_cvtsh_ss(h));
-            if (!sgn) {
-                memcpy(&h, blk + 2, 2);
-                mwbuf[c * nb + b] = _cvtsh_ss(h);
-            }
+            const uint8_t *blk = w + (size_t)c * rb + boff;
+            _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
+            __m256i wq = decode_avx2(t, blk);
+            __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
+            __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xq, wq) : xq);
+            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+            acc[c] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&dd[2 * c]), acc[c]);
         }
+        if (!sgn) {
+            __m128 mw = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, odd));
+            sm = _mm_fmadd_ps(mw, _mm_broadcast_ss(&xb->s), sm);
+        }
+    }
+    float s[4];
+    _mm_storeu_ps(s, sm);
 #pragma GCC unroll 4
+    for (int c = 0; c < NR; c++) {
+        float v = hsum8(acc[c]);
+        if (!sgn) v += s[c];
+        y[c] = v + (bias ? bias[c] : 0.0f);
+    }
+}
+
+/* Column tile (batches and prefill): MR <= 8 rows of x against one weight row, each weight
+ * block decoded once for the MR rows, MR accumulators in flight; the MR min chains run in the
+ * lanes of one vector. xa: MR rows of nb blocks (stride nb); xst: the rows' Q8_1 sums
+ * transposed, (nb, 8) (lane r of block b: row r's sum). */
+AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
+                            const tw_q8a_block *xa, const float *xst, const uint8_t *w,
+                            size_t bb, int64_t nb, const float *bias) {
+    const int sgn = !q_has_min(t);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r] = _mm256_setzero_ps();
+    __m256 sm = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = w + (size_t)b * bb;
+        __m256i wq = decode_avx2(t, blk);
+        __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
+        uint32_t u;
+        memcpy(&u, blk, 4);
+        __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u)); /* d, m */
+        __m256 dw = _mm256_broadcastss_ps(dm);
+#pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             const tw_q8a_block *xb = xa + r * nb + b;
             __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
-            __m256 dx = _mm256_broadcast_ss(&xb->d);
-#pragma GCC unroll 4
-            for (int c = 0; c < NR; c++) {
-                __m256i p16 = _mm256_maddubs_epi16(wa[c], sgn ? _mm256_sign_epi8(xq, wq[c]) : xq);
-                __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-                acc[r][c] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw[c], dx), acc[r][c]);
-            }
+            __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xq, wq) : xq);
+            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+            /* dw * dx: one multiplication per row (forming the 8 products in one vector and
+             * broadcasting them back through memory measured slower) */
+            acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, _mm256_broadcast_ss(&xb->d)), acc[r]);
+        }
+        if (!sgn) {
+            __m256 mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+            sm = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xst + b * X_GROUP), sm);
         }
     }
-    float v[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < NR; c++) v[r][c] = hsum8(acc[r][c]);
-    if (!sgn) {
-        /* The min terms of the tile's outputs: MR * NR independent sequential chains (each as
-         * min_dot forms it), advanced together so that their fma latencies overlap. */
-        float sm[4][4];
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-            for (int c = 0; c < NR; c++) sm[r][c] = 0.0f;
-        for (int64_t b = 0; b < nb; b++)
-#pragma GCC unroll 4
-            for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-                for (int c = 0; c < NR; c++)
-                    sm[r][c] = __builtin_fmaf(mwbuf[c * nb + b], xs[r * nb + b], sm[r][c]);
-#pragma GCC unroll 4
-        for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-            for (int c = 0; c < NR; c++) v[r][c] += sm[r][c];
+    float s[8];
+    _mm256_storeu_ps(s, sm);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        float v = hsum8(acc[r]);
+        if (!sgn) v += s[r];
+        y[r * ldy] = v + (bias ? *bias : 0.0f);
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < NR; c++) y[r * ldy + c] = v[r][c] + (bias ? bias[c] : 0.0f);
 }
 
 /* Instances: one function per type with a switch over the tile shape, so that each shape is
- * compiled with constant trip counts (acc[][] in registers). */
-#define TILE_SHAPES(T)                                                                        \
-    switch (mr * 8 + nr) {                                                                    \
-    case 1 * 8 + 1: tile_avx2(T, 1, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 1 * 8 + 2: tile_avx2(T, 1, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 1 * 8 + 4: tile_avx2(T, 1, 4, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 2 * 8 + 1: tile_avx2(T, 2, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 2 * 8 + 2: tile_avx2(T, 2, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 3 * 8 + 1: tile_avx2(T, 3, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 3 * 8 + 2: tile_avx2(T, 3, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 4 * 8 + 1: tile_avx2(T, 4, 1, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    case 4 * 8 + 2: tile_avx2(T, 4, 2, y, ldy, xa, xs, w, rb, bb, nb, bias, mwbuf); break;               \
-    default: TW_ASSERT(!"matmul_q: no such tile");                                            \
+ * compiled with constant trip counts (the accumulators in registers). */
+#define TILES_FN(name, T)                                                                     \
+    AVX2 static void name##_r(int nr, float *y, const tw_q8a_block *xa, const uint8_t *w,     \
+                              size_t rb, size_t bb, int64_t nb, const float *bias) {          \
+        switch (nr) {                                                                         \
+        case 1: rtile_avx2(T, 1, y, xa, w, rb, bb, nb, bias); break;                          \
+        case 2: rtile_avx2(T, 2, y, xa, w, rb, bb, nb, bias); break;                          \
+        case 3: rtile_avx2(T, 3, y, xa, w, rb, bb, nb, bias); break;                          \
+        default: rtile_avx2(T, 4, y, xa, w, rb, bb, nb, bias); break;                         \
+        }                                                                                     \
+    }                                                                                         \
+    AVX2 static void name##_c(int mr, float *y, int64_t ldy, const tw_q8a_block *xa,          \
+                              const float *xst, const uint8_t *w, size_t bb, int64_t nb,      \
+                              const float *bias) {                                            \
+        switch (mr) {                                                                         \
+        case 1: ctile_avx2(T, 1, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 2: ctile_avx2(T, 2, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 3: ctile_avx2(T, 3, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 4: ctile_avx2(T, 4, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 5: ctile_avx2(T, 5, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 6: ctile_avx2(T, 6, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        case 7: ctile_avx2(T, 7, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
+        default: ctile_avx2(T, 8, y, ldy, xa, xst, w, bb, nb, bias); break;                   \
+        }                                                                                     \
     }
+TILES_FN(tiles_q4_0, TW_DTYPE_Q4_0)
+TILES_FN(tiles_q4_1, TW_DTYPE_Q4_1)
+TILES_FN(tiles_q5_0, TW_DTYPE_Q5_0)
+TILES_FN(tiles_q5_1, TW_DTYPE_Q5_1)
+TILES_FN(tiles_q8_0, TW_DTYPE_Q8_0)
 
-#define TILE_FN(name, T)                                                                      \
-    AVX2 static void name(int mr, int nr, float *y, int64_t ldy, const tw_q8a_block *xa,      \
-                          const float *xs, const uint8_t *w, size_t rb, size_t bb, int64_t nb, \
-                          const float *bias, float *mwbuf) {                                  \
-        TILE_SHAPES(T)                                                                        \
-    }
-TILE_FN(tiles_q4_0, TW_DTYPE_Q4_0)
-TILE_FN(tiles_q4_1, TW_DTYPE_Q4_1)
-TILE_FN(tiles_q5_0, TW_DTYPE_Q5_0)
-TILE_FN(tiles_q5_1, TW_DTYPE_Q5_1)
-TILE_FN(tiles_q8_0, TW_DTYPE_Q8_0)
+typedef struct {
+    void (*r)(int nr, float *y, const tw_q8a_block *xa, const uint8_t *w, size_t rb, size_t bb,
+              int64_t nb, const float *bias);
+    void (*c)(int mr, float *y, int64_t ldy, const tw_q8a_block *xa, const float *xst,
+              const uint8_t *w, size_t bb, int64_t nb, const float *bias);
+} tiles_fns;
 
-typedef void (*tiles_fn)(int mr, int nr, float *y, int64_t ldy, const tw_q8a_block *xa,
-                         const float *xs, const uint8_t *w, size_t rb, size_t bb, int64_t nb,
-                         const float *bias, float *mwbuf);
-
-static tiles_fn tiles_for(tw_dtype t) {
+static tiles_fns tiles_for(tw_dtype t) {
     switch (t) {
-    case TW_DTYPE_Q4_0: return tiles_q4_0;
-    case TW_DTYPE_Q4_1: return tiles_q4_1;
-    case TW_DTYPE_Q5_0: return tiles_q5_0;
-    case TW_DTYPE_Q5_1: return tiles_q5_1;
-    default: return tiles_q8_0;
+    case TW_DTYPE_Q4_0: return (tiles_fns){tiles_q4_0_r, tiles_q4_0_c};
+    case TW_DTYPE_Q4_1: return (tiles_fns){tiles_q4_1_r, tiles_q4_1_c};
+    case TW_DTYPE_Q5_0: return (tiles_fns){tiles_q5_0_r, tiles_q5_0_c};
+    case TW_DTYPE_Q5_1: return (tiles_fns){tiles_q5_1_r, tiles_q5_1_c};
+    default: return (tiles_fns){tiles_q8_0_r, tiles_q8_0_c};
     }
 }
 
@@ -324,29 +370,28 @@ void tw_cpu_quantize_q8a(const float *x, tw_q8a_block *y, int64_t k) {
     tw_cpu_quantize_q8a_portable(x, y, k);
 }
 
-/* Output rows per OpenMP work item: a multiple of every NR, small enough to balance two to
- * sixteen threads on the smallest matrices (192 rows). */
+/* Output rows per OpenMP work item: a multiple of the row tile's 4, small enough to balance
+ * two to sixteen threads on the smallest matrices (192 rows). */
 #define O_CHUNK 16
 
 tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, const float *bias,
                           int64_t m, int64_t k, int64_t n_out, int force_portable) {
-    int64_t nb = k / TW_QK8;
+    int64_t nb = k / TW_QK8, ng = (m + X_GROUP - 1) / X_GROUP;
     size_t rb = tw_dtype_row_bytes(t, k), bb = tw_dtype_type_size(t);
     int nt = tw_threads_get();
-    /* Scratch: the activation blocks (m, k/32), their Q8_1 sums contiguous (m, k/32), and per
-     * thread the mins of 4 weight rows (4, k/32). */
+    /* Scratch: the activation blocks (m, k/32), and their Q8_1 sums transposed per group of
+     * X_GROUP rows (ng, k/32, X_GROUP), zero past row m. */
     tw_q8a_block *xa = tw_malloc((size_t)(m * nb) * sizeof *xa);
-    float *xs = tw_malloc((size_t)(m * nb) * sizeof(float));
-    float *mwb = tw_malloc((size_t)nt * 4 * (size_t)nb * sizeof(float));
-    if (!xa || !xs || !mwb) {
-        tw_free(xa), tw_free(xs), tw_free(mwb);
+    float *xst = tw_malloc((size_t)(ng * nb * X_GROUP) * sizeof(float));
+    if (!xa || !xst) {
+        tw_free(xa), tw_free(xst);
         return tw_error_wrap("matmul: activation blocks for %lld x %lld", (long long)m,
                              (long long)k);
     }
     int avx2 = 0;
 #ifdef TW_X86
     avx2 = !force_portable && tw_cpu_has_avx2_fma();
-    tiles_fn tiles = tiles_for(t);
+    tiles_fns tiles = tiles_for(t);
 #endif
     /* Quantize the rows of x (in parallel when there are many). */
 #pragma omp parallel for schedule(static) num_threads(nt) if (m >= 16)
@@ -355,32 +400,46 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
             tw_cpu_quantize_q8a_avx2(x + i * k, xa + i * nb, k);
         else
             tw_cpu_quantize_q8a_portable(x + i * k, xa + i * nb, k);
-        for (int64_t b = 0; b < nb; b++) xs[i * nb + b] = xa[i * nb + b].s;
+        float *st = xst + (i / X_GROUP) * nb * X_GROUP + i % X_GROUP;
+        for (int64_t b = 0; b < nb; b++) st[b * X_GROUP] = xa[i * nb + b].s;
     }
-    const int MR = m == 1 ? 1 : 4, NR = m == 1 ? 4 : 2;
+    for (int64_t i = m; i < ng * X_GROUP; i++)
+        for (int64_t b = 0; b < nb; b++) xst[((i / X_GROUP) * nb + b) * X_GROUP + i % X_GROUP] = 0;
     int64_t nchunks = (n_out + O_CHUNK - 1) / O_CHUNK;
     const uint8_t *wb = w;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nchunks > 1 && m * n_out * k >= 65536)
     for (int64_t ch = 0; ch < nchunks; ch++) {
         int64_t o0 = ch * O_CHUNK, o1 = o0 + O_CHUNK < n_out ? o0 + O_CHUNK : n_out;
-        float *mwbuf = mwb + (size_t)omp_get_thread_num() * 4 * (size_t)nb;
-        for (int64_t i = 0; i < m; i += MR) {
-            int mr = m - i < MR ? (int)(m - i) : MR;
-            for (int64_t o = o0; o < o1;) {
-                int nr = o1 - o >= NR ? NR : o1 - o >= 2 ? 2 : 1;
-                float *yt = y + i * n_out + o;
-                const uint8_t *wt = wb + (size_t)o * rb;
-                const float *bt = bias ? bias + o : NULL;
-#ifdef TW_X86
-                if (avx2)
-                    tiles(mr, nr, yt, n_out, xa + i * nb, xs + i * nb, wt, rb, bb, nb, bt, mwbuf);
-                else
-#endif
-                    tile_portable(t, mr, nr, yt, n_out, xa + i * nb, wt, rb, bb, nb, bt);
-                o += nr;
+        if (!avx2) {
+            const int MR = m == 1 ? 1 : 4, NR = m == 1 ? 4 : 2;
+            for (int64_t i = 0; i < m; i += MR) {
+                int mr = m - i < MR ? (int)(m - i) : MR;
+                for (int64_t o = o0; o < o1;) {
+                    int nr = o1 - o >= NR ? NR : o1 - o >= 2 ? 2 : 1;
+                    tile_portable(t, mr, nr, y + i * n_out + o, n_out, xa + i * nb,
+                                  wb + (size_t)o * rb, rb, bb, nb, bias ? bias + o : NULL);
+                    o += nr;
+                }
             }
+            continue;
         }
+#ifdef TW_X86
+        if (m == 1) {
+            for (int64_t o = o0; o < o1; o += 4) {
+                int nr = o1 - o >= 4 ? 4 : (int)(o1 - o);
+                tiles.r(nr, y + o, xa, wb + (size_t)o * rb, rb, bb, nb, bias ? bias + o : NULL);
+            }
+            continue;
+        }
+        for (int64_t g = 0; g < ng; g++) {
+            int mr = m - g * X_GROUP < X_GROUP ? (int)(m - g * X_GROUP) : X_GROUP;
+            for (int64_t o = o0; o < o1; o++)
+                tiles.c(mr, y + g * X_GROUP * n_out + o, n_out, xa + g * X_GROUP * nb,
+                        xst + g * nb * X_GROUP, wb + (size_t)o * rb, bb, nb,
+                        bias ? bias + o : NULL);
+        }
+#endif
     }
-    tw_free(xa), tw_free(xs), tw_free(mwb);
+    tw_free(xa), tw_free(xst);
     return TW_OK;
 }
