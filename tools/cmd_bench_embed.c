@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *out) {
@@ -33,9 +34,18 @@ static void usage(FILE *out) {
             "  --texts N         number of texts (default 2000)\n"
             "  --threads-list L  comma-separated thread counts (default 1,2)\n"
             "  --no-anchor       twin's figures only\n\n"
-            "lines: \"twin threads=T texts=N tokens=K seconds=S sentences/s=R\", the same\n"
-            "starting with \"onnxruntime\", then \"ratio threads=T twin/onnxruntime=X\" and\n"
-            "\"correctness max_1-cos=D mean_cos=C\".\n");
+            "lines: \"twin threads=T texts=N tokens=K seconds=S sentences/s=R cpu_seconds=C\",\n"
+            "the same starting with \"onnxruntime\", then \"ratio threads=T twin/onnxruntime=X\"\n"
+            "(wall time), \"cpu_ratio threads=T twin/onnxruntime=Y\" (their CPU seconds over\n"
+            "ours: steadier on a busy machine) and \"correctness max_1-cos=D mean_cos=C\".\n");
+}
+
+/* CPU seconds of this process (all its threads): on a busy machine wall time measures the
+ * load as much as the code; CPU time does not (threads spinning while they wait do count). */
+static double cpu_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* xorshift64*: deterministic text cuts. */
@@ -100,7 +110,7 @@ static const char *python_cmd(void) {
  * file. 0 on success; otherwise err says why. */
 static int anchor_run(const char *script, const char *model, const char *texts_path,
                       const char *vec_path, int threads, int n, int dim, double *sps,
-                      float *vecs, tw_sb *err) {
+                      double *cpu_s, float *vecs, tw_sb *err) {
     tw_sb cmd;
     tw_sb_init(&cmd);
     sh_quote(&cmd, python_cmd());
@@ -124,6 +134,8 @@ static int anchor_run(const char *script, const char *model, const char *texts_p
     while (fgets(line, sizeof line, p)) {
         if (!strncmp(line, "onnxruntime ", 12) && strstr(line, "sentences/s=")) {
             found = sscanf(strstr(line, "sentences/s="), "sentences/s=%lf", sps) == 1;
+            *cpu_s = 0;
+            if (strstr(line, "cpu_seconds=")) sscanf(strstr(line, "cpu_seconds="), "cpu_seconds=%lf", cpu_s);
             fputs(line, stdout);
         } else if (err->len < 600) {
             tw_sb_puts(err, line);
@@ -241,9 +253,9 @@ int cmd_bench_embed(int argc, char **argv) {
         tw_log_level lv = tw_log_get_level();
         tw_log_set_level(TW_LOG_ERROR); /* the truncation warning once below, not per call */
         tw_status st = tw_encoder_embed(e, (const char *const *)texts, NULL, n < 8 ? n : 8, ours, NULL);
-        double t0 = tw_now_s();
+        double t0 = tw_now_s(), c0 = cpu_now_s();
         if (st == TW_OK) st = tw_encoder_embed(e, (const char *const *)texts, NULL, n, ours, &n_trunc);
-        double dt = tw_now_s() - t0;
+        double dt = tw_now_s() - t0, dc = cpu_now_s() - c0;
         tw_log_set_level(lv);
         if (st != TW_OK) {
             rc = cli_fail_status("bench embed");
@@ -260,20 +272,23 @@ int cmd_bench_embed(int argc, char **argv) {
         }
         tw_tokens_free(&ids);
         double ours_sps = n / dt;
-        printf("twin threads=%d texts=%d tokens=%ld seconds=%.4f sentences/s=%.2f (truncated %d)\n",
-               threads[k], n, ntok, dt, ours_sps, (int)n_trunc);
+        printf("twin threads=%d texts=%d tokens=%ld seconds=%.4f sentences/s=%.2f cpu_seconds=%.4f "
+               "(truncated %d)\n", threads[k], n, ntok, dt, ours_sps, dc, (int)n_trunc);
         fflush(stdout);
         if (why) continue;
-        double theirs_sps = 0;
+        double theirs_sps = 0, theirs_cpu = 0;
         tw_sb err;
         tw_sb_init(&err);
-        if (anchor_run(script, path, texts_path, vec_path, threads[k], n, dim, &theirs_sps, theirs, &err)) {
+        if (anchor_run(script, path, texts_path, vec_path, threads[k], n, dim, &theirs_sps, &theirs_cpu, theirs,
+                       &err)) {
             printf("onnxruntime threads=%d: failed: %s\n", threads[k], tw_sb_str(&err));
             tw_sb_free(&err);
             continue;
         }
         tw_sb_free(&err);
         printf("ratio threads=%d twin/onnxruntime=%.3f\n", threads[k], ours_sps / theirs_sps);
+        if (theirs_cpu > 0 && dc > 0)
+            printf("cpu_ratio threads=%d twin/onnxruntime=%.3f\n", threads[k], theirs_cpu / dc);
         for (int i = 0; i < n; i++) {
             double ab = 0, aa = 0, bb = 0;
             const float *a = ours + (size_t)i * dim, *b = theirs + (size_t)i * dim;
