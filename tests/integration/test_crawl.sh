@@ -176,9 +176,11 @@ check "schedule sets the next crawl an interval ahead" \
     [ "$(q "$ws3/twin.db" 'select cast(round(next_crawl_at - last_crawl_at) as int) from sources where id = 1')" = 3600 ]
 tw3 schedule run --once --interval 0 >"$tmp/sched2.out" 2>/dev/null
 check "schedule --once: nothing due, nothing crawled" [ ! -s "$tmp/sched2.out" ]
-"$TWIN" --workspace "$ws3" schedule run --poll 30 --interval 0 >/dev/null 2>&1 &
+"$TWIN" --workspace "$ws3" schedule run --poll 30 --interval 0 >/dev/null 2>"$tmp/sched.err" &
 sched_pid=$!
-sleep 0.5
+# Its signal handlers are in place once it logs "started" (a slow, loaded or sanitizer build
+# may take seconds to get there; a SIGTERM before that would be the default action).
+for _ in $(seq 300); do grep -q "schedule: started" "$tmp/sched.err" 2>/dev/null && break; sleep 0.1; done
 t0=$(date +%s)
 kill -TERM "$sched_pid"
 wait "$sched_pid"
