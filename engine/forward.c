@@ -18,12 +18,19 @@
  * manager) before attention reads them, so tokens of one sequence in the same chunk see each
  * other causally, and chunks see the chunks before them through the cache: a batch gives the
  * same result in one chunk or many.
+ *
+ * LoRA (tw_model_set_lora): after each adapted matmul y = x W^T the adapter's rank-r product
+ * is added, LA = scale * (x A^T) (rows, r) then LB = LA B^T (rows, out), y += LB, with LA and
+ * LB in their own scratch buffer (the adapted outputs Q, K, V, H, G, U, XN must stay intact
+ * while it runs). f32 matmuls whose rows do not depend on the other rows, so a sequence gets
+ * the same bits alone or in a batch with an adapter too.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kv_cache_impl.h"
+#include "lora.h"
 #include "model_impl.h"
 
 enum {
@@ -61,7 +68,9 @@ tw_status tw_forward_alloc(tw_model *m) {
 void tw_forward_free(tw_model *m) {
     tw_buffer_free(m->act);
     tw_buffer_free(m->bt);
-    m->act = m->bt = NULL;
+    tw_buffer_free(m->lora_act);
+    m->act = m->bt = m->lora_act = NULL;
+    m->lora = NULL;
 }
 
 int32_t tw_batch_n_logits(const tw_batch *b) {
@@ -98,6 +107,25 @@ static tw_status matmul(const tw_model *m, tw_ref y, tw_ref x, const tw_weight *
                         const tw_weight *bias, int64_t rows) {
     return tw_op_matmul(m->be, y, x, w->ref, w->type, bias ? bias->ref : tw_ref_none(), rows,
                         w->ne0, w->ne1);
+}
+
+/* y (rows, out) += scale * ((x A^T) B^T) with the attached set's adapter of (layer l, module
+ * mod); nothing when there is no set or it does not adapt that layer. x: (rows, in) the matmul's
+ * input, y: its output; A (r, in), B (out, r) f32 views of the set's PARAM region; LA (rows, r)
+ * and LB (rows, out) in m->lora_act. */
+static tw_status lora_add(const tw_model *m, tw_ref y, tw_ref x, int32_t l, lora_module mod,
+                          int64_t rows) {
+    if (!m->lora || rows == 0) return TW_OK;
+    const lora_adapter *a = lora_set_find(m->lora, l, mod);
+    if (!a) return TW_OK;
+    tw_ref LA = tw_ref_at(m->lora_act, 0), LB = tw_ref_at(m->lora_act, m->lora_lb_off);
+    TRY(tw_op_matmul(m->be, LA, x, lora_set_ref(m->lora, LORA_PARAM, a->a_off), TW_DTYPE_F32,
+                     tw_ref_none(), rows, a->in, a->rank));
+    /* the scale on the (rows, r) product: r multiplies instead of out per row */
+    TRY(tw_op_scale(m->be, LA, LA, lora_set_scale(m->lora), rows * a->rank));
+    TRY(tw_op_matmul(m->be, LB, LA, lora_set_ref(m->lora, LORA_PARAM, a->b_off), TW_DTYPE_F32,
+                     tw_ref_none(), rows, a->rank, a->out));
+    return tw_op_add(m->be, y, y, LB, rows * a->out);
 }
 
 /* Host-side description of one chunk: n tokens of the batch (in the forward's processing
@@ -177,8 +205,11 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
 #define W(role) tw_layer_w(m, l, role)
     TRY(norm(m, H, X, W(TW_W_ATTN_NORM), W(TW_W_ATTN_NORM_B), n));
     TRY(matmul(m, Q, H, W(TW_W_Q), W(TW_W_Q_B), n));
+    TRY(lora_add(m, Q, H, l, LORA_Q, n));
     TRY(matmul(m, K, H, W(TW_W_K), W(TW_W_K_B), n));
+    TRY(lora_add(m, K, H, l, LORA_K, n));
     TRY(matmul(m, V, H, W(TW_W_V), W(TW_W_V_B), n));
+    TRY(lora_add(m, V, H, l, LORA_V, n));
     if (!m->arch->learned_pos) {
         tw_ref ff = m->g[TW_W_ROPE_FREQS].ref;
         TRY(tw_op_rope(be, Q, Q, POS, n, hp->n_head, hp->head_dim, hp->rope_dim, m->rope_mode,
@@ -196,6 +227,7 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
                         c->max_blocks, kv->page_size, act(m, TW_A_SEQ), POS, n, hp->n_head,
                         hp->n_kv_head, hp->head_dim, 1.0f / sqrtf((float)hp->head_dim)));
     TRY(matmul(m, H, ATT, W(TW_W_O), W(TW_W_O_B), n));
+    TRY(lora_add(m, H, ATT, l, LORA_O, n));
     int64_t rows = n;
     tw_ref R = X, A = H; /* residual rows and the rows added to them */
     if (last && c->n_want < n) {
@@ -210,13 +242,16 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
     TRY(norm(m, A, R, W(TW_W_FFN_NORM), W(TW_W_FFN_NORM_B), rows));
     if (m->arch->ffn == TW_FFN_SWIGLU) {
         TRY(matmul(m, G, A, W(TW_W_GATE), NULL, rows));
+        TRY(lora_add(m, G, A, l, LORA_GATE, rows));
         TRY(matmul(m, U, A, W(TW_W_UP), W(TW_W_UP_B), rows));
+        TRY(lora_add(m, U, A, l, LORA_UP, rows));
         TRY(tw_op_swiglu(be, G, G, U, rows, hp->n_ff));
     } else {
         TRY(matmul(m, G, A, W(TW_W_UP), W(TW_W_UP_B), rows));
         TRY(tw_op_gelu(be, G, G, rows * hp->n_ff, TW_GELU_TANH));
     }
     TRY(matmul(m, A, G, W(TW_W_DOWN), W(TW_W_DOWN_B), rows));
+    TRY(lora_add(m, A, G, l, LORA_DOWN, rows));
     TRY(tw_op_add(be, R, R, A, rows * d));
     *out = R;
 #undef W
@@ -439,3 +474,56 @@ tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, floa
     tw_free(scratch);
     return st;
 }
+
+/* ---- LoRA attachment (model.h) ---------------------------------------------------------- */
+
+tw_status tw_model_set_lora(tw_model *m, const struct lora_set *s) {
+    if (!m) return tw_error(TW_ERR_ARG, "lora: the model is NULL");
+    if (!s) {
+        tw_buffer_free(m->lora_act);
+        m->lora_act = NULL;
+        m->lora = NULL;
+        return TW_OK;
+    }
+    if (lora_set_backend(s) != m->be)
+        return tw_error(TW_ERR_ARG, "%s: the adapter set lives on another backend than the model",
+                        m->path);
+    lora_base mb;
+    TRY(lora_base_from_model(m, &mb));
+    const lora_base *sb = lora_set_base(s);
+    if (strcmp(sb->arch, mb.arch) != 0)
+        return tw_error(TW_ERR_ARG, "%s: the adapter is for architecture %s, the model is %s",
+                        m->path, sb->arch, mb.arch);
+    const struct {
+        const char *name;
+        int32_t set, model;
+    } f[] = {
+        {"n_layer", sb->n_layer, mb.n_layer},       {"n_embd", sb->n_embd, mb.n_embd},
+        {"n_head", sb->n_head, mb.n_head},          {"n_kv_head", sb->n_kv_head, mb.n_kv_head},
+        {"head_dim", sb->head_dim, mb.head_dim},    {"n_ff", sb->n_ff, mb.n_ff},
+        {"Q/K row order (1: llama.cpp's permuted GGUF order, 0: HF)", sb->qk_permuted,
+         mb.qk_permuted},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].set != f[i].model)
+            return tw_error(TW_ERR_ARG, "%s: the adapter was made for another model: %s %d, the "
+                            "model's is %d", m->path, f[i].name, (int)f[i].set, (int)f[i].model);
+    int64_t max_r = 1, max_out = 1;
+    for (int32_t i = 0; i < lora_set_n_adapters(s); i++) {
+        const lora_adapter *a = lora_set_adapter(s, i);
+        if (a->rank > max_r) max_r = a->rank;
+        if (a->out > max_out) max_out = a->out;
+    }
+    size_t T = (size_t)m->params.max_batch_tokens;
+    size_t la = (T * (size_t)max_r * 4 + 255) & ~(size_t)255;
+    tw_buffer *buf = NULL;
+    if (tw_buffer_alloc(m->be, la + T * (size_t)max_out * 4, &buf) != TW_OK)
+        return tw_error_wrap("%s: LoRA scratch for %zu tokens", m->path, T);
+    tw_buffer_free(m->lora_act);
+    m->lora_act = buf;
+    m->lora_lb_off = la;
+    m->lora = s;
+    return TW_OK;
+}
+
+const struct lora_set *tw_model_get_lora(const tw_model *m) { return m ? m->lora : NULL; }

@@ -149,6 +149,26 @@ tw_status tw_model_forward(tw_model *m, tw_kv_cache *kv, const tw_batch *b, floa
  * those limits. *n_rows is 0 before any forward and after a failed one. */
 void tw_model_logits(const tw_model *m, tw_ref *out, int32_t *n_rows);
 
+/* ---- LoRA adapters (lora.h) --------------------------------------------------------------
+ * With an adapter set attached, every adapted matmul of tw_model_forward computes
+ *   y = x W^T (+ bias) + scale * ((x A^T) B^T)        x: (rows, in), A: (r, in), B: (out, r)
+ * with the rank-r product formed first (two small f32 matmuls through the op table, never the
+ * (out, in) delta), for the layers and modules (q k v o gate up down) the set has. Each output
+ * row still depends on its own input row only, so batches keep their invariance.
+ *
+ * tw_model_set_lora attaches s (NULL detaches). The set must live on the model's backend and be
+ * made for this model: architecture, layer count, dimensions and Q/K row order equal to
+ * lora_base_from_model's (TW_ERR_ARG naming the field that differs, e.g. "n_ff 1536 vs 128";
+ * TW_ERR_UNSUPPORTED for an architecture adapters do not cover). The model keeps the pointer,
+ * not a copy: s must outlive the attachment (detach or free the model first), and parameters
+ * uploaded into s later are used by the next forward. Scratch for the rank-r products is
+ * allocated here (TW_ERR_NOMEM; on any error the previous attachment is kept). Not
+ * thread-safe for the model (like tw_model_forward). */
+struct lora_set;
+tw_status tw_model_set_lora(tw_model *m, const struct lora_set *s);
+/* The attached set, NULL when none. */
+const struct lora_set *tw_model_get_lora(const tw_model *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -132,6 +132,12 @@ struct tw_model {
     tw_buffer *bt;      /* block table (rows, max_blocks) int32, grown on demand */
     size_t bt_bytes;
     int32_t logit_rows; /* rows in the logits of the last chunk */
+
+    /* LoRA (tw_model_set_lora, forward.c): the attached set (not owned) and scratch for one
+     * chunk's rank-r products: LA (T, max rank) at 0, LB (T, max out) at lora_lb_off. */
+    const struct lora_set *lora;
+    tw_buffer *lora_act;
+    size_t lora_lb_off;
 };
 
 /* The forward's activation buffer for params->max_batch_tokens / max_logit_rows (forward.c). */

@@ -19,6 +19,9 @@ void gen_opts_usage(FILE *out) {
     fprintf(out,
             "model:\n"
             "  -m MODEL              a GGUF file, an HF folder, or a name from `twin model fetch`\n"
+            "  --lora ADAPTER        apply a LoRA adapter made for MODEL: a PEFT folder\n"
+            "                        (adapter_config.json + adapter_model.safetensors) or a\n"
+            "                        llama.cpp GGUF LoRA (llama-family models)\n"
             "  --backend NAME        auto (default), cpu, cuda, cuda:N\n"
             "  --ctx-size N          context length (default: the model's, at most 4096)\n"
             "  --batch-size N        tokens per forward step; long prompts run in chunks of\n"
@@ -67,6 +70,9 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i, 
     if (cli_opt(argc, argv, i, "-m", &v) || cli_opt(argc, argv, i, "--model", &v)) {
         if (!v) *rc = cli_fail(CLI_USAGE, cmd, "-m needs a model");
         else o->model = v;
+    } else if (cli_opt(argc, argv, i, "--lora", &v)) {
+        if (!v) *rc = cli_fail(CLI_USAGE, cmd, "--lora needs an adapter (a PEFT folder or a .gguf)");
+        else o->lora = v;
     } else if (cli_opt(argc, argv, i, "--backend", &v)) {
         if (!v) *rc = cli_fail(CLI_USAGE, cmd, "--backend needs a name (auto, cpu, cuda)");
         else o->backend = v;
@@ -171,6 +177,20 @@ int gen_session_open(gen_session *s, const char *cmd, const gen_opts *o, int nee
     tw_status st = tw_model_load(path, s->be, NULL, &s->m);
     tw_free(path);
     if (st) return cli_fail(CLI_ERR, cmd, "%s", tw_errmsg());
+    if (o->lora) {
+        /* The base as the adapter files describe it; its hash too, so an adapter that stores
+         * the hash of the file it was made for is refused on another file of the same shape
+         * (as twin merge refuses it). */
+        lora_base base;
+        if (lora_base_from_model(s->m, &base) != TW_OK ||
+            lora_model_hash(tw_model_path(s->m), base.sha256) != TW_OK ||
+            lora_load(s->be, o->lora, &base, &s->lora) != TW_OK ||
+            tw_model_set_lora(s->m, s->lora) != TW_OK)
+            return cli_fail(CLI_ERR, cmd, "--lora %s: %s", o->lora, tw_errmsg());
+        tw_log_info("--lora %s: %d adapters of rank %d, scale %g", o->lora,
+                    (int)lora_set_n_adapters(s->lora), (int)lora_set_config(s->lora)->rank,
+                    (double)lora_set_scale(s->lora));
+    }
     s->tok = tw_model_tokenizer(s->m);
     int32_t train = tw_model_n_ctx_train(s->m);
     if (o->n_ctx > 0 && train > 0 && o->n_ctx > train)
@@ -239,6 +259,7 @@ void gen_session_close(gen_session *s) {
     tw_kv_cache_free(s->kv);
     tw_chat_template_free(s->tmpl);
     tw_model_free(s->m);
+    lora_set_free(s->lora);
     tw_backend_free(s->be);
     memset(s, 0, sizeof *s);
 }

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "generate.h"
 #include "kv_cache.h"
+#include "lora.h"
 #include "model.h"
 #include "sampler.h"
 
@@ -15,6 +16,7 @@
 
 typedef struct {
     const char *model;         /* -m */
+    const char *lora;          /* --lora ADAPTER (a PEFT folder or a GGUF LoRA), NULL: none */
     const char *backend;       /* --backend (default "auto") */
     const char *chat_template; /* --chat-template NAME, NULL: recognise the model's */
     const char *system;        /* --system TEXT, NULL: the template's default */
@@ -46,6 +48,7 @@ int gen_opts_finish(gen_opts *o, const char *cmd);
 typedef struct {
     tw_backend *be;
     tw_model *m;
+    lora_set *lora;         /* the --lora adapter attached to m, NULL when none */
     const tw_tokenizer *tok;
     tw_kv_cache *kv;
     tw_gen *g;
@@ -55,7 +58,9 @@ typedef struct {
     int32_t n_ctx;
 } gen_session;
 
-/* Opens the backend and loads the model. need_template: 1 when a chat template is required
+/* Opens the backend and loads the model, and the --lora adapter checked against it (the
+ * model's architecture, dimensions, Q/K row order and, when the adapter stores one, the sha256
+ * of the model's file: a mismatch is an error naming what differs). need_template: 1 when a chat template is required
  * (--chat, twin chat): an unknown --chat-template or a model without a recognisable template
  * is then an error; 0: the model's template is still recognised when possible, for its
  * end-of-turn token. Returns CLI_OK or the exit status after printing a one-line error. */
