@@ -428,6 +428,7 @@ static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q,
 tw_status tw_cpu_attn_seg_f32_variant(float *out, float *lse, const float *q, const float *k,
                                       const float *v, const int32_t *seg,
                                       const tw_attn_seg_shape *s, int force_portable) {
+    if (s->n_tok == 0) return TW_OK;
     const seg_prims *P = prims_pick(force_portable);
     seg_chunk *ch = NULL;
     int64_t n_ch = 0;
@@ -551,6 +552,7 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
                                           const float *out, const float *lse, const float *q,
                                           const float *k, const float *v, const int32_t *seg,
                                           const tw_attn_seg_shape *s, int force_portable) {
+    if (s->n_tok == 0) return TW_OK;
     const seg_prims *P = prims_pick(force_portable);
     const int64_t d = s->head_dim, nl = s->n_tok * s->n_head;
     seg_chunk *cq = NULL, *ck = NULL;

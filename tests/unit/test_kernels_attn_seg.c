@@ -587,6 +587,24 @@ static void test_backend_op(void) {
     CHECK(strstr(tw_errmsg(), "seg[9]") != NULL);
     tw_buffer_download(buf, o_out, got, fq);
     CHECK(memcmp(got, out, fq) == 0);
+    /* scratch that cannot be had: TW_ERR_NOMEM, and the next call works */
+    tw_buffer_upload(buf, o_seg, b.seg, (size_t)b.s.n_tok * 4);
+    for (uint64_t nth = 1; nth <= 3; nth++) {
+        tw_mem_fail_after(nth);
+        st = tw_op_attn_seg_bwd(be, R(o_dq), R(o_dk), R(o_dv), R(o_do), R(o_out), R(o_lse),
+                                R(o_q), R(o_k), R(o_v), R(o_seg), s->n_tok, s->n_head,
+                                s->n_kv_head, s->head_dim, s->scale, 1);
+        tw_mem_fail_after(0);
+        CHECK_EQ_INT(st, TW_ERR_NOMEM);
+    }
+    tw_mem_fail_after(1);
+    st = tw_cpu_attn_seg_f32(out, lse, b.q, b.k, b.v, b.seg, s);
+    tw_mem_fail_after(0);
+    CHECK_EQ_INT(st, TW_ERR_NOMEM);
+    CHECK_EQ_INT(tw_op_attn_seg(be, R(o_out), R(o_lse), R(o_q), R(o_k), R(o_v), R(o_seg),
+                                s->n_tok, s->n_head, s->n_kv_head, s->head_dim, s->scale, 1), TW_OK);
+    tw_buffer_download(buf, o_out, got, fq);
+    CHECK(memcmp(got, out, fq) == 0);
     /* zero tokens: a no-op */
     CHECK_EQ_INT(tw_op_attn_seg(be, R(o_out), R(o_lse), R(o_q), R(o_k), R(o_v), R(o_seg), 0,
                                 s->n_head, s->n_kv_head, s->head_dim, s->scale, 0), TW_OK);
