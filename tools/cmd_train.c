@@ -6,6 +6,7 @@
  *   checkpoints/ckpt-<step>.twck   every --save-every steps and at the end (newest 3 kept)
  *   adapter/                       the PEFT adapter (adapter_config.json + safetensors)
  *   adapter.gguf                   the same as a llama.cpp GGUF LoRA (f32)
+ *                                  (both rewritten at every checkpoint and at the end)
  *   steps.jsonl                    one line per step {"step", "loss" (%.17g), "lr", ...}; a
  *                                  resumed run appends the steps after its checkpoint again
  * A run that stops on a non-finite loss keeps its last good checkpoint and says why. */
@@ -236,8 +237,25 @@ static int do_eval(trainer *t, ds_dataset *ds, const train_args *a, const double
     return CLI_OK;
 }
 
-static int save_ckpt(const char *ckdir, lora_set *s, ds_dataset *ds, int64_t step, const char *cfg,
-                     const char *base_hash) {
+/* Writes the adapter as PEFT (<out>/adapter) and GGUF (<out>/adapter.gguf), atomically each. */
+static tw_status save_adapter(const lora_set *s, const char *out) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    tw_sb_printf(&sb, "%s/adapter", out);
+    char *pd = tw_sb_take(&sb);
+    tw_sb_init(&sb);
+    tw_sb_printf(&sb, "%s/adapter.gguf", out);
+    char *pg = tw_sb_take(&sb);
+    tw_status st = pd && pg ? lora_save_peft(s, pd) : tw_error(TW_ERR_NOMEM, "out of memory");
+    if (st == TW_OK) st = lora_save_gguf(s, pg, TW_DTYPE_F32);
+    tw_free(pg);
+    tw_free(pd);
+    return st;
+}
+
+/* A checkpoint of step, and the adapter files as they are at this step. */
+static int save_ckpt(const char *ckdir, const char *out, lora_set *s, ds_dataset *ds, int64_t step,
+                     const char *cfg, const char *base_hash) {
     ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.step = step;
@@ -246,7 +264,8 @@ static int save_ckpt(const char *ckdir, lora_set *s, ds_dataset *ds, int64_t ste
     meta.data_pos = pos_pack(&p);
     snprintf(meta.base_sha256, sizeof meta.base_sha256, "%s", base_hash);
     meta.config_json = cfg;
-    if (ckpt_save_lora(ckdir, &meta, s, 3, NULL) != TW_OK) return cli_fail_status("train");
+    if (ckpt_save_lora(ckdir, &meta, s, 3, NULL) != TW_OK || save_adapter(s, out) != TW_OK)
+        return cli_fail_status("train");
     return CLI_OK;
 }
 
@@ -525,38 +544,34 @@ train:
         if (has_eval && a.eval_every > 0 && step % a.eval_every == 0 && step < total)
             if ((rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
         if (root && a.save_every > 0 && step % a.save_every == 0 && step < total)
-            if ((rc = save_ckpt(ckdir, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
+            if ((rc = save_ckpt(ckdir, out, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     }
     if (has_eval && (rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
     if (!root) {
         fail_status = NULL;
         goto done;
     }
-    if ((rc = save_ckpt(ckdir, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
+    if ((rc = save_ckpt(ckdir, out, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     {
+        /* save_ckpt wrote the final adapter files too */
         tw_sb sb;
         tw_sb_init(&sb);
         tw_sb_printf(&sb, "%s/adapter", out);
         char *pd = tw_sb_take(&sb);
-        tw_sb_init(&sb);
-        tw_sb_printf(&sb, "%s/adapter.gguf", out);
-        char *pg = tw_sb_take(&sb);
-        tw_status ws = pd && pg ? lora_save_peft(s, pd) : TW_ERR_NOMEM;
-        if (ws == TW_OK) ws = lora_save_gguf(s, pg, TW_DTYPE_F32);
-        if (ws == TW_OK) wh_trun_finish(lg.db, lg.run_id, "ok", pd, NULL);
-        double el = now_s() - t_start;
-        if (ws == TW_OK) {
-            printf("done: %lld steps (%lld this session) in %.1f s, %.0f tokens/s; train loss %.4f -> "
-                   "%.4f", (long long)step, (long long)(step - step0), el,
-                   el > 0 ? (double)tokens_all / el : 0.0, loss_first, loss_last);
-            if (has_eval && !isnan(eval_first)) printf("; held-out loss %.4f -> %.4f", eval_first, eval_last);
-            else if (has_eval) printf("; held-out loss %.4f", eval_last);
-            printf("\nadapter: %s (PEFT), %s (GGUF); run %lld; peak memory %.0f MiB\n", pd, pg,
-                   (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
+        if (!pd) {
+            rc = cli_fail(CLI_ERR, "train", "out of memory");
+            goto done;
         }
+        wh_trun_finish(lg.db, lg.run_id, "ok", pd, NULL);
+        double el = now_s() - t_start;
+        printf("done: %lld steps (%lld this session) in %.1f s, %.0f tokens/s; train loss %.4f -> "
+               "%.4f", (long long)step, (long long)(step - step0), el,
+               el > 0 ? (double)tokens_all / el : 0.0, loss_first, loss_last);
+        if (has_eval && !isnan(eval_first)) printf("; held-out loss %.4f -> %.4f", eval_first, eval_last);
+        else if (has_eval) printf("; held-out loss %.4f", eval_last);
+        printf("\nadapter: %s (PEFT), %s.gguf (GGUF); run %lld; peak memory %.0f MiB\n", pd, pd,
+               (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
         tw_free(pd);
-        tw_free(pg);
-        if (ws != TW_OK) FAIL();
     }
     fail_status = NULL;
 done:

@@ -49,7 +49,8 @@ for _ in $(seq 1 3000); do
 done
 kill -KILL $pid 2>/dev/null
 wait $pid 2>/dev/null
-check "killed before the end" test ! -e "$tmp/b/adapter.gguf"
+check "killed before the end" bash -c "! grep -q '^done:' '$tmp/b1.out'"
+check "adapter written at the checkpoint" test -s "$tmp/b/adapter.gguf"
 check "a checkpoint survived" test -n "$(ls "$tmp/b/checkpoints" 2>/dev/null)"
 "${T[@]}" --steps 16 --eval-every 8 --save-every 5 --out "$tmp/b" --resume >"$tmp/b2.out" 2>"$tmp/b2.err"
 rc=$?
