@@ -18,7 +18,8 @@ static void usage(FILE *out) {
             "  --chat                apply the chat template to TEXT (a user message)\n");
     gen_opts_usage(out);
     fprintf(out, "\nexit status: 0 success, 1 runtime error (a prompt longer than the context,\n"
-                 "an unknown chat template, -n 0, a bad model file), 2 bad usage\n");
+                 "an unknown chat template, -n 0, a bad model file, an adapter made for another\n"
+                 "model), 2 bad usage\n");
 }
 
 typedef struct {

@@ -153,7 +153,8 @@ static tw_status open_backend(const char *name, tw_backend **out) {
     tw_status st = tw_backend_open(name, out);
     if (st || strcmp(name, "auto") != 0 || tw_backend_get_kind(*out) != TW_BACKEND_CUDA) return st;
     static const tw_op need[] = {TW_OP_GET_ROWS, TW_OP_MATMUL, TW_OP_RMSNORM, TW_OP_ROPE,
-                                 TW_OP_KV_WRITE, TW_OP_ATTENTION, TW_OP_SWIGLU};
+                                 TW_OP_KV_WRITE, TW_OP_ATTENTION, TW_OP_SWIGLU, TW_OP_ADD,
+                                 TW_OP_SCALE /* --lora */};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
         if (!tw_backend_supports(*out, need[i])) {
             tw_log_info("%s does not run op %s yet; using the CPU backend",

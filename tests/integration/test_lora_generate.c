@@ -18,8 +18,9 @@
  *   refusals      tw_model_set_lora refuses a set for other dimensions or another Q/K row
  *                 order or another backend, naming what differs, and keeps the attachment;
  *   batch         with a random adapter on all seven modules, prompts decoded together in
- *                 ragged batches give the tokens and the logits (bit for bit) of each alone,
- *                 as tests/integration/test_batch_equivalence.c requires without one;
+ *                 ragged batches (lockstep, and staggered: prompts joining running decodes)
+ *                 give the tokens and the logits (bit for bit) of each alone, as
+ *                 tests/integration/test_batch_equivalence.c requires without one;
  *   merged        the adapter applied at run time equals the model merged by `twin merge`:
  *                 both on an f32 conversion of the Q4_1 model, so both paths see the same
  *                 base weights and the merge is not requantized; 32 greedy tokens identical,
@@ -305,15 +306,17 @@ static void test_refusals(void) {
 #define N_SEQ 4
 #define N_NEW 8
 
-/* Greedy decoding of the N_SEQ prompts, each alone (together = 0: its own cache, one token per
- * forward) or together (one cache; the prompts interleaved in one batch, then batches of one
- * decode token per sequence). tokens: (N_SEQ, N_NEW); logits: (N_SEQ, N_NEW, n_vocab), the
- * logits each token was chosen from. */
-static tw_status decode(tw_model *m, int32_t *const *ids, const int32_t *n, int together,
+/* Greedy decoding of the N_SEQ prompts. join NULL: each alone (its own cache, the prompt in
+ * one forward, then one token per forward). Otherwise all in one cache: at step t the batch
+ * holds the whole prompt of every sequence with join[i] == t (interleaved token by token with
+ * the other joiners) and one decode token of every sequence already running, so a prompt
+ * rides with other sequences' decode tokens (continuous batching). tokens: (N_SEQ, N_NEW);
+ * logits: (N_SEQ, N_NEW, n_vocab), the logits each token was chosen from. */
+static tw_status decode(tw_model *m, int32_t *const *ids, const int32_t *n, const int *join,
                         int32_t *tokens, float *logits) {
     int32_t nv = tw_model_n_vocab(m);
     tw_status st = TW_OK;
-    if (!together) {
+    if (!join) {
         for (int i = 0; i < N_SEQ && st == TW_OK; i++) {
             tw_kv_cache *kv = new_cache(m);
             int32_t seq;
@@ -330,37 +333,40 @@ static tw_status decode(tw_model *m, int32_t *const *ids, const int32_t *n, int 
         return st;
     }
     tw_kv_cache *kv = new_cache(m);
-    int32_t seq[N_SEQ], tok[256], sq[256];
-    uint8_t want[256];
+    enum { CAP = N_SEQ * 64 + N_SEQ };
+    int32_t seq[N_SEQ], done[N_SEQ] = {0}, tok[CAP], sq[CAP];
+    uint8_t want[CAP];
     float *lg = tw_malloc((size_t)N_SEQ * nv * sizeof(float));
     if (!kv || !lg) st = TW_ERR_NOMEM;
     for (int i = 0; i < N_SEQ && st == TW_OK; i++) st = tw_kv_seq_new(kv, &seq[i]);
-    for (int s = 0; s < N_NEW && st == TW_OK; s++) {
-        int32_t k = 0;
-        if (s == 0) {
-            for (int32_t j = 0; j < 64; j++)
-                for (int i = 0; i < N_SEQ; i++)
-                    if (j < n[i] && k < 256) {
-                        tok[k] = ids[i][j];
-                        sq[k] = seq[i];
-                        want[k++] = j == n[i] - 1;
-                    }
-        } else {
-            for (int i = 0; i < N_SEQ; i++) {
-                tok[k] = tokens[i * N_NEW + s - 1];
+    for (int step = 0; st == TW_OK; step++) {
+        int32_t k = 0, all = 1;
+        for (int32_t j = 0; j < 64; j++)
+            for (int i = 0; i < N_SEQ; i++)
+                if (join[i] == step && j < n[i]) {
+                    tok[k] = ids[i][j];
+                    sq[k] = seq[i];
+                    want[k++] = j == n[i] - 1;
+                }
+        for (int i = 0; i < N_SEQ; i++) {
+            all &= done[i] == N_NEW;
+            if (join[i] < step && done[i] > 0 && done[i] < N_NEW) {
+                tok[k] = tokens[i * N_NEW + done[i] - 1];
                 sq[k] = seq[i];
                 want[k++] = 1;
             }
         }
+        if (all) break;
+        if (k == 0) continue;
         tw_batch b = {k, tok, NULL, sq, want};
         st = tw_model_forward(m, kv, &b, lg);
         for (int32_t j = 0, row = 0; j < k && st == TW_OK; j++) {
             if (!want[j]) continue;
             int i = 0;
             while (seq[i] != sq[j]) i++;
-            float *dst = logits + ((size_t)i * N_NEW + (size_t)s) * nv;
+            float *dst = logits + ((size_t)i * N_NEW + (size_t)done[i]) * nv;
             memcpy(dst, lg + (size_t)row++ * nv, (size_t)nv * sizeof(float));
-            tokens[i * N_NEW + s] = argmax_f(dst, nv);
+            tokens[i * N_NEW + done[i]++] = argmax_f(dst, nv);
         }
     }
     tw_free(lg);
@@ -387,16 +393,22 @@ static void test_batch(void) {
     int32_t t_alone[N_SEQ * N_NEW], t_tog[N_SEQ * N_NEW];
     float *l_alone = tw_malloc(nl * sizeof(float)), *l_tog = tw_malloc(nl * sizeof(float));
     CHECK(l_alone && l_tog);
+    static const int lockstep[N_SEQ] = {0, 0, 0, 0}, staggered[N_SEQ] = {0, 1, 2, 3};
+    static const int *const joins[2] = {lockstep, staggered};
+    static const char *const names[2] = {"lockstep", "staggered"};
     if (s && l_alone && l_tog) {
-        CHECK_EQ_INT(decode(m, ids, n, 0, t_alone, l_alone), TW_OK);
-        CHECK_EQ_INT(decode(m, ids, n, 1, t_tog, l_tog), TW_OK);
-        int64_t d = n_unequal(l_alone, l_tog, (int64_t)nl);
-        fprintf(stderr, "  %d sequences x %d tokens with an adapter: tokens %s, %lld logits "
-                "differ (max %.3g)\n", N_SEQ, N_NEW,
-                memcmp(t_alone, t_tog, sizeof t_alone) ? "DIFFER" : "identical", (long long)d,
-                max_abs_diff(l_alone, l_tog, (int64_t)nl));
-        CHECK(memcmp(t_alone, t_tog, sizeof t_alone) == 0);
-        CHECK_EQ_INT(d, 0);
+        CHECK_EQ_INT(decode(m, ids, n, NULL, t_alone, l_alone), TW_OK);
+        for (int v = 0; v < 2; v++) {
+            memset(t_tog, 0xff, sizeof t_tog);
+            CHECK_EQ_INT(decode(m, ids, n, joins[v], t_tog, l_tog), TW_OK);
+            int64_t d = n_unequal(l_alone, l_tog, (int64_t)nl);
+            fprintf(stderr, "  %s, %d sequences x %d tokens with an adapter: tokens %s, %lld "
+                    "logits differ from alone (max %.3g)\n", names[v], N_SEQ, N_NEW,
+                    memcmp(t_alone, t_tog, sizeof t_alone) ? "DIFFER" : "identical",
+                    (long long)d, max_abs_diff(l_alone, l_tog, (int64_t)nl));
+            CHECK(memcmp(t_alone, t_tog, sizeof t_alone) == 0);
+            CHECK_EQ_INT(d, 0);
+        }
     }
     tw_free(l_alone), tw_free(l_tog);
     for (int i = 0; i < N_SEQ; i++) tw_free(ids[i]);
