@@ -12,6 +12,7 @@
 #include "pipelines/hnsw.h"
 #include "pipelines/hnsw_impl.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -639,6 +640,44 @@ static void test_allocation_failures(void) {
     free(base);
 }
 
+/* The distance kernels hnsw_kernels_select picks (AVX2/FMA where the CPU has them) against the
+ * scalar reference, on seeded random values at odd and round lengths: f32 within a relative
+ * 1e-5 of the sum of |terms| (a different summation order of n <= 1000 float products moves
+ * the result by at most ~n * 2^-24 of that sum), the int8 dot exactly (integer arithmetic).
+ * And the scalar ones against a double-precision sum. */
+static void test_kernels_vs_reference(void) {
+    hnsw_kernels ref = hnsw_kernels_scalar(), k = hnsw_kernels_select();
+    rng_t r = {12345};
+    static const size_t lens[] = {1, 3, 7, 8, 15, 31, 32, 33, 63, 64, 65, 100, 128, 383, 384, 385, 1000};
+    float a[1000], b[1000];
+    int8_t ca[1024], cb[1024];
+    for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+        size_t n = lens[t];
+        double dl2 = 0, ddot = 0, mag = 0;
+        for (size_t i = 0; i < n; i++) {
+            a[i] = rng_unif(&r), b[i] = rng_unif(&r) * 3.f;
+            dl2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+            ddot += (double)a[i] * b[i];
+            mag += fabs((double)a[i] * b[i]);
+        }
+        double tol_l2 = 1e-5 * dl2 + 1e-30, tol_dot = 1e-5 * mag + 1e-30;
+        CHECK(fabs(ref.l2(a, b, n) - dl2) <= tol_l2);
+        CHECK(fabs(k.l2(a, b, n) - dl2) <= tol_l2);
+        CHECK(fabs(ref.negdot(a, b, n) + ddot) <= tol_dot);
+        CHECK(fabs(k.negdot(a, b, n) + ddot) <= tol_dot);
+        size_t n32 = (n + 31) & ~(size_t)31;
+        int64_t d8 = 0;
+        for (size_t i = 0; i < n32; i++) {
+            /* the full code range [-127, 127] including the ends, where maddubs could saturate */
+            ca[i] = (int8_t)((int)(rng_u64(&r) % 255) - 127);
+            cb[i] = (int8_t)(i % 5 == 0 ? -127 : i % 5 == 1 ? 127 : (int)(rng_u64(&r) % 255) - 127);
+            d8 += (int64_t)ca[i] * cb[i];
+        }
+        CHECK(ref.dots8(ca, cb, n32) == (int32_t)d8);
+        CHECK(k.dots8(ca, cb, n32) == (int32_t)d8);
+    }
+}
+
 /* RUN with the seconds each test took (the suite's time budget is tight) */
 #define RUN_TIMED(fn)                                                                         \
     do {                                                                                      \
@@ -651,6 +690,7 @@ int main(void) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/test_hnsw.%ld", t && *t ? t : "/tmp", (long)getpid());
     CHECK(tw_mkdir_p(tmpdir) == TW_OK);
+    RUN_TIMED(test_kernels_vs_reference);
     RUN_TIMED(test_k_edges_and_bad_input);
     RUN_TIMED(test_vecs_files);
     RUN_TIMED(test_recall_every_metric_and_storage);
