@@ -1073,7 +1073,8 @@ static void test_differential(void) {
     fprintf(stderr, "  AVX2+FMA variants %s\n", avx2 ? "tested" : "not available on this CPU");
     for (int op = 0; op < TW_OP_COUNT; op++) {
         /* The CPU backend implements every inference op; the training ops are checked (against
-         * their references and finite differences) by test_kernels_train. */
+         * their references and finite differences) by test_kernels_train and, for the segment
+         * attention, test_kernels_attn_seg. */
         if (op < TW_OP_ATTN_SEG) CHECK(tw_backend_supports(be, (tw_op)op));
         switch ((tw_op)op) {
         case TW_OP_ADD: diff_add(be, avx2); break;
@@ -1103,7 +1104,7 @@ static void test_differential(void) {
         case TW_OP_GELU_BWD:
         case TW_OP_EMBED_BWD:
         case TW_OP_XENT:
-        case TW_OP_ADAMW: break; /* test_kernels_train */
+        case TW_OP_ADAMW: break; /* test_kernels_train, test_kernels_attn_seg */
         case TW_OP_COUNT:
             break;
         }
