@@ -454,6 +454,14 @@ static void quant_train(hnsw_index *ix) {
             hi = x > hi ? x : hi;
         }
         if (!(lo <= hi)) lo = hi = 0;
+        /* a margin of a tenth of the range on each side: the ranges come from the first
+         * vectors, and later ones beyond them were clipped; clipping, not the step, was what
+         * cost recall (a numpy model of 20k clustered vectors: 0.2% of values clipped took
+         * recall@10 at 12 re-ranked from 0.98 to 0.94; with the margin 0.004% are, and it is
+         * 0.98 again, while a 20% coarser step costs nothing visible) */
+        float w = hi - lo;
+        lo -= 0.1f * w;
+        hi += 0.1f * w;
         ix->qmid[i] = 0.5f * (lo + hi);
         /* a constant dimension still gets a positive step (its codes are then all 0) */
         ix->qscale[i] = hi > lo ? (hi - lo) / 254.f : 1e-6f;
