@@ -185,10 +185,17 @@ static void space_pass(const char *s, size_t n, tw_sb *out) {
         size_t ll = e - i;
         int fence = is_fence(line, ll);
         if (in_fence && !fence) { /* verbatim, blank lines included */
-            for (; blank_run; blank_run--) tw_sb_putc(out, '\n');
-            if (any) tw_sb_putc(out, '\n');
-            tw_sb_append(out, line, ll);
-            any = 1;
+            if (ll == 0) {
+                /* Counted, and written (all of them) only when a line follows inside the
+                 * fence or closes it: an unclosed fence at the end of the text must not leave
+                 * trailing newlines (the text never starts or ends with one). */
+                if (any) blank_run++;
+            } else {
+                for (; blank_run; blank_run--) tw_sb_putc(out, '\n');
+                if (any) tw_sb_putc(out, '\n');
+                tw_sb_append(out, line, ll);
+                any = 1;
+            }
         } else {
             size_t end = ll;
             while (end && (line[end - 1] == ' ' || line[end - 1] == '\t')) end--;
@@ -196,6 +203,9 @@ static void space_pass(const char *s, size_t n, tw_sb *out) {
                 if (any) blank_run = 1;
             } else {
                 if (any) tw_sb_putc(out, '\n');
+                /* outside a fence blank lines collapse to one; the blank lines that end a
+                 * fenced block are kept, all of them, before its closing fence */
+                if (in_fence) for (; blank_run; blank_run--) tw_sb_putc(out, '\n');
                 if (blank_run) tw_sb_putc(out, '\n');
                 blank_run = 0;
                 size_t k = 0;

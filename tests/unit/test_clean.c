@@ -44,6 +44,10 @@ static void test_rules(void) {
                  "text here\n```c\nint  x;   \n\n\n\n  y\t=\t1;\n```\nafter fence");
     /* an unclosed fence keeps the rest verbatim */
     CHECK_EQ_STR(ct("```\na  b"), "```\na  b");
+    /* ... but not blank lines at the end of the text (it never ends with a newline; the
+     * fuzzer found this), while blank lines that end a closed fenced block are all kept */
+    CHECK_EQ_STR(ct("```\na  b\n\n\n"), "```\na  b");
+    CHECK_EQ_STR(ct("```\n\n\na\n\n\n```\nz"), "```\n\n\na\n\n\n```\nz");
     /* punctuation, apostrophes, quotes and emoji kept as they are */
     CHECK_EQ_STR(ct("It’s “fine” — isn't it? «oui» 😀👩🏽‍💻 ½"), "It’s “fine” — isn't it? «oui» 😀👩🏽‍💻 ½");
     /* byte-order marks dropped, leading or not */
