@@ -524,10 +524,14 @@ tw_status tw_op_layernorm(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_ref b
     return op_dispatch(be, &c);
 }
 
-tw_status tw_op_rope(tw_backend *be, tw_ref y, tw_ref x, tw_ref pos, int64_t n_tok, int64_t n_head,
-                     int64_t head_dim, int64_t rope_dim, tw_rope_mode mode, float theta_base,
-                     float freq_scale, tw_ref freq_factors) {
-    const tw_op op = TW_OP_ROPE;
+static tw_status finite_arg(tw_op op, const char *arg, float v, double lo, int lo_open);
+
+/* RoPE and its backward (the inverse rotation) take the same arguments: one check and call
+ * layout for both. out/in are y/x for TW_OP_ROPE and dx/dy for TW_OP_ROPE_BWD. */
+static tw_status rope_op(tw_backend *be, tw_op op, const char *out_name, tw_ref out,
+                         const char *in_name, tw_ref in, tw_ref pos, int64_t n_tok, int64_t n_head,
+                         int64_t head_dim, int64_t rope_dim, tw_rope_mode mode, float theta_base,
+                         float freq_scale, tw_ref freq_factors) {
     tw_status st;
     int64_t nx = 0;
     if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
@@ -535,31 +539,38 @@ tw_status tw_op_rope(tw_backend *be, tw_ref y, tw_ref x, tw_ref pos, int64_t n_t
         (st = range_arg(op, "head_dim", head_dim, 2, INT32_MAX)) ||
         (st = range_arg(op, "rope_dim", rope_dim, 2, head_dim)) ||
         (st = mul_arg(op, "n_head x head_dim", n_head, head_dim, &nx)) ||
-        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nx, &nx)))
+        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nx, &nx)) ||
+        (st = finite_arg(op, "theta_base", theta_base, 0, 1)) ||
+        (st = finite_arg(op, "freq_scale", freq_scale, 0, 1)))
         return st;
-    if (rope_dim % 2) return tw_error(TW_ERR_ARG, "rope: rope_dim = %" PRId64 " is odd", rope_dim);
+    if (rope_dim % 2)
+        return tw_error(TW_ERR_ARG, "%s: rope_dim = %" PRId64 " is odd", tw_op_name(op), rope_dim);
     if (mode != TW_ROPE_NORM && mode != TW_ROPE_NEOX)
-        return tw_error(TW_ERR_ARG, "rope: mode = %d is neither TW_ROPE_NORM nor TW_ROPE_NEOX",
-                        (int)mode);
-    if (!isfinite(theta_base) || theta_base <= 0 || !isfinite(freq_scale) || freq_scale <= 0)
-        return tw_error(TW_ERR_ARG, "rope: theta_base = %g and freq_scale = %g must be finite "
-                        "and > 0", (double)theta_base, (double)freq_scale);
-    op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL}, tp = {"pos", pos, 0, NULL},
-              tf = {"freq_factors", freq_factors, 0, NULL};
-    if ((st = tensor_check(be, op, &ty, nx, sizeof(float))) ||
-        (st = tensor_check(be, op, &tx, nx, sizeof(float))) ||
+        return tw_error(TW_ERR_ARG, "%s: mode = %d is neither TW_ROPE_NORM nor TW_ROPE_NEOX",
+                        tw_op_name(op), (int)mode);
+    op_tensor to = {out_name, out, 0, NULL}, ti = {in_name, in, 0, NULL},
+              tp = {"pos", pos, 0, NULL}, tf = {"freq_factors", freq_factors, 0, NULL};
+    if ((st = tensor_check(be, op, &to, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &ti, nx, sizeof(float))) ||
         (st = tensor_check(be, op, &tp, n_tok, sizeof(int32_t))) ||
         (st = tensor_check_opt(be, op, &tf, rope_dim / 2, sizeof(float))) ||
-        (st = overlap_check(op, &ty, &tx, 1)) || (st = overlap_check(op, &ty, &tp, 0)) ||
-        (st = overlap_check(op, &ty, &tf, 0)))
+        (st = overlap_check(op, &to, &ti, 1)) || (st = overlap_check(op, &to, &tp, 0)) ||
+        (st = overlap_check(op, &to, &tf, 0)))
         return st;
     if (n_tok == 0) return TW_OK;
     tw_op_call c = {.op = op,
-                    .dst = ty.addr,
-                    .src = {tx.addr, tp.addr, tf.addr},
+                    .dst = to.addr,
+                    .src = {ti.addr, tp.addr, tf.addr},
                     .ne = {n_tok, n_head, head_dim, rope_dim, mode},
                     .fp = {theta_base, freq_scale}};
     return op_dispatch(be, &c);
+}
+
+tw_status tw_op_rope(tw_backend *be, tw_ref y, tw_ref x, tw_ref pos, int64_t n_tok, int64_t n_head,
+                     int64_t head_dim, int64_t rope_dim, tw_rope_mode mode, float theta_base,
+                     float freq_scale, tw_ref freq_factors) {
+    return rope_op(be, TW_OP_ROPE, "y", y, "x", x, pos, n_tok, n_head, head_dim, rope_dim, mode,
+                   theta_base, freq_scale, freq_factors);
 }
 
 static const int cache_types[] = {TW_DTYPE_F32, TW_DTYPE_F16, -1};
@@ -978,37 +989,8 @@ tw_status tw_op_layernorm_bwd(tw_backend *be, tw_ref dx, tw_ref dw, tw_ref db, t
 tw_status tw_op_rope_bwd(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref pos, int64_t n_tok,
                          int64_t n_head, int64_t head_dim, int64_t rope_dim, tw_rope_mode mode,
                          float theta_base, float freq_scale, tw_ref freq_factors) {
-    const tw_op op = TW_OP_ROPE_BWD;
-    tw_status st;
-    int64_t nx = 0;
-    if ((st = backend_arg(op, be)) || (st = range_arg(op, "n_tok", n_tok, 0, INT32_MAX)) ||
-        (st = range_arg(op, "n_head", n_head, 1, INT32_MAX)) ||
-        (st = range_arg(op, "head_dim", head_dim, 2, INT32_MAX)) ||
-        (st = range_arg(op, "rope_dim", rope_dim, 2, head_dim)) ||
-        (st = mul_arg(op, "n_head x head_dim", n_head, head_dim, &nx)) ||
-        (st = mul_arg(op, "n_tok x n_head x head_dim", n_tok, nx, &nx)) ||
-        (st = finite_arg(op, "theta_base", theta_base, 0, 1)) ||
-        (st = finite_arg(op, "freq_scale", freq_scale, 0, 1)))
-        return st;
-    if (rope_dim % 2)
-        return tw_error(TW_ERR_ARG, "rope_bwd: rope_dim = %" PRId64 " is odd", rope_dim);
-    if (mode != TW_ROPE_NORM && mode != TW_ROPE_NEOX)
-        return tw_error(TW_ERR_ARG, "rope_bwd: mode = %d is neither TW_ROPE_NORM nor "
-                        "TW_ROPE_NEOX", (int)mode);
-    op_tensor tdx = {"dx", dx, 0, NULL}, tdy = {"dy", dy, 0, NULL}, tp = {"pos", pos, 0, NULL},
-              tf = {"freq_factors", freq_factors, 0, NULL};
-    if ((st = tensor_check(be, op, &tdx, nx, sizeof(float))) ||
-        (st = tensor_check(be, op, &tdy, nx, sizeof(float))) ||
-        (st = tensor_check(be, op, &tp, n_tok, sizeof(int32_t))) ||
-        (st = tensor_check_opt(be, op, &tf, rope_dim / 2, sizeof(float))) ||
-        (st = overlap_check(op, &tdx, &tdy, 1)) || (st = overlap_check(op, &tdx, &tp, 0)) ||
-        (st = overlap_check(op, &tdx, &tf, 0)))
-        return st;
-    if (n_tok == 0) return TW_OK;
-    tw_op_call c = {.op = op, .dst = tdx.addr, .src = {tdy.addr, tp.addr, tf.addr},
-                    .ne = {n_tok, n_head, head_dim, rope_dim, mode},
-                    .fp = {theta_base, freq_scale}};
-    return op_dispatch(be, &c);
+    return rope_op(be, TW_OP_ROPE_BWD, "dx", dx, "dy", dy, pos, n_tok, n_head, head_dim, rope_dim,
+                   mode, theta_base, freq_scale, freq_factors);
 }
 
 tw_status tw_op_swiglu_bwd(tw_backend *be, tw_ref dgate, tw_ref dup, tw_ref dy, tw_ref gate,
