@@ -182,6 +182,12 @@ void tw_sha256_final(tw_sha256_ctx *c, uint8_t out[32]);
 void tw_sha256(const void *data, size_t n, uint8_t out[32]);
 void tw_hex(const uint8_t *bytes, size_t n, char *out); /* out holds 2n+1 chars */
 tw_status tw_sha256_file(const char *path, char hex_out[65]);
+/* The same digest, remembered in "<path>.sha256" beside the file and keyed by the file's size,
+ * modification time (ns) and inode, so that a model file is read once, not at every start of
+ * a program that names it by content (encoder identity, LoRA base checks). A missing, stale
+ * or unreadable record is recomputed; a record that cannot be written (a read-only folder)
+ * is skipped silently. Thread-safe; the record is written atomically (tw_afile). */
+tw_status tw_sha256_file_cached(const char *path, char hex_out[65]);
 
 /* ---- UTF-8 ------------------------------------------------------------------------------- */
 

@@ -249,20 +249,19 @@ static tw_status read_gguf_config(tw_encoder *e) {
 }
 
 /* The identity: the folder or file name (without .gguf) @ 16 hex digits of the sha256 of the
- * weight files' bytes and the pooling settings. */
+ * weight files' sha256 digests and the pooling settings. */
 static tw_status make_id(tw_encoder *e, const char *path) {
     tw_sha256_ctx c;
     tw_sha256_init(&c);
     const tw_model *m = e->m;
     int n_files = m->gguf ? 1 : m->n_st;
     for (int i = 0; i < n_files; i++) {
-        tw_mfile mf;
-        memset(&mf, 0, sizeof mf);
-        const char *fp = m->gguf ? m->path : st_path(m->st[i]);
-        tw_status st = tw_mfile_open(&mf, fp);
+        /* Each weight file's digest, read from its record when the file is unchanged (a full
+         * read of the weights at every load made each `twin search` pay for it). */
+        char fh[65];
+        tw_status st = tw_sha256_file_cached(m->gguf ? m->path : st_path(m->st[i]), fh);
         if (st != TW_OK) return st;
-        tw_sha256_update(&c, mf.data, mf.size);
-        tw_mfile_close(&mf);
+        tw_sha256_update(&c, fh, 64);
     }
     char cfg[96];
     int n = snprintf(cfg, sizeof cfg, "pool=%s;normalize=%d;max_tokens=%d", pool_names[e->pool],

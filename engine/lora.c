@@ -304,7 +304,7 @@ static int name_cmp(const void *a, const void *b) {
 }
 
 tw_status lora_model_hash(const char *path, char hex[65]) {
-    if (!tw_is_dir(path)) return tw_sha256_file(path, hex);
+    if (!tw_is_dir(path)) return tw_sha256_file_cached(path, hex);
     DIR *d = opendir(path);
     if (!d) return tw_error(TW_ERR_IO, "%s: cannot list the folder", path);
     char **names = NULL;
@@ -336,7 +336,7 @@ tw_status lora_model_hash(const char *path, char hex[65]) {
         tw_sb_init(&p);
         tw_sb_printf(&p, "%s/%s", path, names[i]);
         char h[65];
-        st = p.failed ? TW_ERR_NOMEM : tw_sha256_file(tw_sb_str(&p), h);
+        st = p.failed ? TW_ERR_NOMEM : tw_sha256_file_cached(tw_sb_str(&p), h);
         tw_sb_free(&p);
         if (st) break;
         tw_sha256_update(&c, names[i], strlen(names[i]));
