@@ -1,5 +1,6 @@
 /* train.c: the llama-family training step with LoRA (train.h): forward with saved activations,
- * backward in reverse, SFT and DPO losses over dataset batches, AdamW, evaluation.
+ * backward in reverse, SFT and DPO losses over dataset batches, AdamW, evaluation. The GPT-2
+ * layer, embeddings and final norm are in train_gpt2.c (the trainer's layout: train_impl.h).
  *
  * This file reads the loaded model's layout (model_impl.h: weights, hyper-parameters, rope
  * mode), as forward.c does; it computes only through the op table. */
@@ -9,7 +10,7 @@
 #include <string.h>
 
 #include "comm.h"
-#include "model_impl.h"
+#include "train_impl.h"
 #include "train_util.h"
 
 #define TRY(x)                                                                                \
@@ -17,81 +18,6 @@
         tw_status _st = (x);                                                                  \
         if (_st != TW_OK) return _st;                                                         \
     } while (0)
-
-/* The activations one layer saves for its backward (one set per layer, or one in all with
- * recompute). LA + m: the scaled rank-r product s * x A^T of module m (n, r). */
-enum {
-    S_H1 = 0, /* (n, d) */
-    S_Q,      /* (n, qd) after rope */
-    S_K,      /* (n, kvd) after rope */
-    S_V,      /* (n, kvd) */
-    S_ATT,    /* (n, qd) */
-    S_LSE,    /* (n, n_head) */
-    S_XM,     /* (n, d) */
-    S_H2,     /* (n, d) */
-    S_G,      /* (n, ff) */
-    S_U,      /* (n, ff) */
-    S_SW,     /* (n, ff) */
-    S_LA,     /* 7 x (n, r) */
-    S_COUNT = S_LA + LORA_N_MODULES
-};
-
-/* Scratch (gradients and temporaries), one each. */
-enum {
-    B_IDS = 0, B_TGT, B_POS, B_SEG, B_LOSS, /* (n) int32 / fp32 */
-    B_HF,   /* (n, d) final normed hidden */
-    B_DHF,  /* (n, d) its gradient (xent's dh) */
-    B_T1,   /* (n, maxdim) projection output before a residual add */
-    B_T2,   /* (n, maxdim) LoRA up-projection before its add */
-    B_DX,   /* (n, d) gradient of the current layer's output / input */
-    B_DXM,  /* (n, d) */
-    B_DH,   /* (n, d) gradient of a norm's output */
-    B_DT,   /* (n, d) a norm backward's dx before its residual add */
-    B_DQ,   /* (n, qd) */
-    B_DK,   /* (n, kvd) */
-    B_DV,   /* (n, kvd) */
-    B_DATT, /* (n, qd) */
-    B_DG,   /* (n, ff) */
-    B_DU,   /* (n, ff) */
-    B_DS,   /* (n, ff) */
-    B_DLA,  /* (n, r) */
-    B_COUNT
-};
-
-struct trainer {
-    tw_model *m;
-    lora_set *s;
-    tw_backend *be;
-    int64_t N; /* max tokens */
-    int recompute, lora_on;
-    int64_t d, qd, kvd, ff, nh, nkv, hd, L, r, vocab;
-    float scale;
-    tw_buffer *buf;
-    size_t off_b[B_COUNT];
-    size_t *off_x;    /* (L+1) layer inputs X0..XL, (N, d) each */
-    size_t *off_save; /* (n_slots * S_COUNT) */
-    size_t bytes;
-    /* the last forward */
-    int64_t n, n_ex, cap_ex;
-    size_t *ex_start; /* (cap_ex + 1) */
-    int have_fwd, have_grad;
-    comm_ctx *comm;   /* data parallelism: NULL or one rank = alone */
-    /* step scratch (host) */
-    ds_batch batch;
-    ds_batch share;   /* this rank's share of a global batch */
-    float *tok_loss;  /* (N) */
-    float *ex_scale;  /* (N) one per example at most */
-    float *grad_host; /* (lora_set_n_floats) */
-    int32_t *mb_tgt;  /* (N) */
-};
-
-static tw_ref bref(const trainer *t, int which, int64_t row, int64_t width) {
-    return tw_ref_at(t->buf, t->off_b[which] + (size_t)(row * width) * 4);
-}
-static tw_ref xref(const trainer *t, int64_t l) { return tw_ref_at(t->buf, t->off_x[l]); }
-static tw_ref sref(const trainer *t, int64_t slot, int which) {
-    return tw_ref_at(t->buf, t->off_save[slot * S_COUNT + which]);
-}
 
 static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
 
@@ -113,10 +39,14 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     if (!m || !s || !o) return tw_error(TW_ERR_ARG, "trainer: model, adapters and options are required");
     if (o->max_tokens < 1) return tw_error(TW_ERR_ARG, "trainer: max_tokens %lld < 1", (long long)o->max_tokens);
     const tw_model_hparams *hp = &m->hp;
-    if (m->arch->norm != TW_NORM_RMS || m->arch->ffn != TW_FFN_SWIGLU || m->arch->learned_pos ||
-        m->arch->encoder_only)
-        return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: architecture '%s' is not of the llama "
-                        "family (RMSNorm, rotary positions, SwiGLU)", m->path, m->arch->name);
+    const int llama = m->arch->norm == TW_NORM_RMS && m->arch->ffn == TW_FFN_SWIGLU &&
+                      !m->arch->learned_pos && !m->arch->encoder_only;
+    const int gpt2 = m->arch->norm == TW_NORM_LAYER && m->arch->ffn == TW_FFN_GELU &&
+                     m->arch->learned_pos && !m->arch->encoder_only;
+    if (!llama && !gpt2)
+        return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: architecture '%s' is neither of the "
+                        "llama family (RMSNorm, rotary positions, SwiGLU) nor GPT-2", m->path,
+                        m->arch->name);
     if (lora_set_backend(s) != m->be)
         return tw_error(TW_ERR_ARG, "trainer: the adapters live on another backend than the model");
     const lora_base *lb = lora_set_base(s);
@@ -138,6 +68,7 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     t->N = o->max_tokens;
     t->recompute = o->recompute ? 1 : 0;
     t->lora_on = 1;
+    t->gpt2 = gpt2;
     t->d = hp->n_embd;
     t->nh = hp->n_head;
     t->nkv = hp->n_kv_head;
@@ -226,8 +157,8 @@ static const lora_adapter *adapter(const trainer *t, int64_t l, lora_module mod)
 }
 
 /* y (n, out) = x (n, in) W^T (+ bias) + s * (x A^T) B^T; LA (n, r) receives s * x A^T. */
-static tw_status proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_wrole brole,
-                          tw_ref y, tw_ref x, tw_ref LA) {
+tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_wrole brole,
+                           tw_ref y, tw_ref x, tw_ref LA) {
     const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
     tw_ref bias = brole == TW_W_COUNT ? tw_ref_none() : tw_layer_w(t->m, (int32_t)l, brole)->ref;
     const int64_t n = t->n, in = w->ne0, out = w->ne1;
@@ -243,8 +174,8 @@ static tw_status proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role,
 }
 
 /* dx (n, in) (+)= dy W + dLA A, with dLA = s * dy B; dB += dy^T LA, dA += dLA^T x. */
-static tw_status proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_ref dx,
-                          tw_ref dy, tw_ref x, tw_ref LA, int accumulate) {
+tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_ref dx,
+                           tw_ref dy, tw_ref x, tw_ref LA, int accumulate) {
     const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
     const int64_t n = t->n, in = w->ne0, out = w->ne1;
     TRY(tw_op_matmul_dx(t->be, dx, dy, w->ref, w->type, n, in, out, accumulate));
@@ -290,20 +221,20 @@ static tw_status layer_fwd(trainer *t, int64_t l, int64_t slot) {
     tw_ref U = sref(t, slot, S_U), SW = sref(t, slot, S_SW), T1 = bref(t, B_T1, 0, 0);
 #define LA(mod) sref(t, slot, S_LA + (mod))
     TRY(tw_op_rmsnorm(be, H1, X, norm_w(t, l, TW_W_ATTN_NORM), n, d, eps));
-    TRY(proj_fwd(t, l, LORA_Q, TW_W_Q, TW_W_Q_B, Q, H1, LA(LORA_Q)));
-    TRY(proj_fwd(t, l, LORA_K, TW_W_K, TW_W_K_B, K, H1, LA(LORA_K)));
-    TRY(proj_fwd(t, l, LORA_V, TW_W_V, TW_W_V_B, V, H1, LA(LORA_V)));
+    TRY(trainer_proj_fwd(t, l, LORA_Q, TW_W_Q, TW_W_Q_B, Q, H1, LA(LORA_Q)));
+    TRY(trainer_proj_fwd(t, l, LORA_K, TW_W_K, TW_W_K_B, K, H1, LA(LORA_K)));
+    TRY(trainer_proj_fwd(t, l, LORA_V, TW_W_V, TW_W_V_B, V, H1, LA(LORA_V)));
     TRY(rope(t, Q, Q, t->nh, 0));
     TRY(rope(t, K, K, t->nkv, 0));
     TRY(tw_op_attn_seg(be, ATT, LSE, Q, K, V, bref(t, B_SEG, 0, 0), n, t->nh, t->nkv, t->hd,
                        1.0f / sqrtf((float)t->hd), 1));
-    TRY(proj_fwd(t, l, LORA_O, TW_W_O, TW_W_O_B, T1, ATT, LA(LORA_O)));
+    TRY(trainer_proj_fwd(t, l, LORA_O, TW_W_O, TW_W_O_B, T1, ATT, LA(LORA_O)));
     TRY(tw_op_add(be, XM, X, T1, n * d));
     TRY(tw_op_rmsnorm(be, H2, XM, norm_w(t, l, TW_W_FFN_NORM), n, d, eps));
-    TRY(proj_fwd(t, l, LORA_GATE, TW_W_GATE, TW_W_COUNT, G, H2, LA(LORA_GATE)));
-    TRY(proj_fwd(t, l, LORA_UP, TW_W_UP, TW_W_UP_B, U, H2, LA(LORA_UP)));
+    TRY(trainer_proj_fwd(t, l, LORA_GATE, TW_W_GATE, TW_W_COUNT, G, H2, LA(LORA_GATE)));
+    TRY(trainer_proj_fwd(t, l, LORA_UP, TW_W_UP, TW_W_UP_B, U, H2, LA(LORA_UP)));
     TRY(tw_op_swiglu(be, SW, G, U, n, t->ff));
-    TRY(proj_fwd(t, l, LORA_DOWN, TW_W_DOWN, TW_W_DOWN_B, T1, SW, LA(LORA_DOWN)));
+    TRY(trainer_proj_fwd(t, l, LORA_DOWN, TW_W_DOWN, TW_W_DOWN_B, T1, SW, LA(LORA_DOWN)));
     return tw_op_add(be, XN, XM, T1, n * d);
 }
 
@@ -322,21 +253,21 @@ static tw_status layer_bwd(trainer *t, int64_t l, int64_t slot) {
     tw_ref DV = bref(t, B_DV, 0, 0), DATT = bref(t, B_DATT, 0, 0), DG = bref(t, B_DG, 0, 0);
     tw_ref DU = bref(t, B_DU, 0, 0), DS = bref(t, B_DS, 0, 0);
     /* X(l+1) = XM + down(SW): DX flows to both */
-    TRY(proj_bwd(t, l, LORA_DOWN, TW_W_DOWN, DS, DX, SW, LA(LORA_DOWN), 0));
+    TRY(trainer_proj_bwd(t, l, LORA_DOWN, TW_W_DOWN, DS, DX, SW, LA(LORA_DOWN), 0));
     TRY(tw_op_swiglu_bwd(be, DG, DU, DS, G, U, n, t->ff));
-    TRY(proj_bwd(t, l, LORA_GATE, TW_W_GATE, DH, DG, H2, LA(LORA_GATE), 0));
-    TRY(proj_bwd(t, l, LORA_UP, TW_W_UP, DH, DU, H2, LA(LORA_UP), 1));
+    TRY(trainer_proj_bwd(t, l, LORA_GATE, TW_W_GATE, DH, DG, H2, LA(LORA_GATE), 0));
+    TRY(trainer_proj_bwd(t, l, LORA_UP, TW_W_UP, DH, DU, H2, LA(LORA_UP), 1));
     TRY(tw_op_rmsnorm_bwd(be, DT, tw_ref_none(), DH, XM, norm_w(t, l, TW_W_FFN_NORM), n, d, eps));
     TRY(tw_op_add(be, DXM, DX, DT, n * d));
     /* XM = X + o(ATT) */
-    TRY(proj_bwd(t, l, LORA_O, TW_W_O, DATT, DXM, ATT, LA(LORA_O), 0));
+    TRY(trainer_proj_bwd(t, l, LORA_O, TW_W_O, DATT, DXM, ATT, LA(LORA_O), 0));
     TRY(tw_op_attn_seg_bwd(be, DQ, DK, DV, DATT, ATT, LSE, Q, K, V, bref(t, B_SEG, 0, 0), n, t->nh,
                            t->nkv, t->hd, 1.0f / sqrtf((float)t->hd), 1));
     TRY(rope(t, DQ, DQ, t->nh, 1));
     TRY(rope(t, DK, DK, t->nkv, 1));
-    TRY(proj_bwd(t, l, LORA_Q, TW_W_Q, DH, DQ, H1, LA(LORA_Q), 0));
-    TRY(proj_bwd(t, l, LORA_K, TW_W_K, DH, DK, H1, LA(LORA_K), 1));
-    TRY(proj_bwd(t, l, LORA_V, TW_W_V, DH, DV, H1, LA(LORA_V), 1));
+    TRY(trainer_proj_bwd(t, l, LORA_Q, TW_W_Q, DH, DQ, H1, LA(LORA_Q), 0));
+    TRY(trainer_proj_bwd(t, l, LORA_K, TW_W_K, DH, DK, H1, LA(LORA_K), 1));
+    TRY(trainer_proj_bwd(t, l, LORA_V, TW_W_V, DH, DV, H1, LA(LORA_V), 1));
     TRY(tw_op_rmsnorm_bwd(be, DT, tw_ref_none(), DH, X, norm_w(t, l, TW_W_ATTN_NORM), n, d, eps));
     return tw_op_add(be, DX, DXM, DT, n * d);
 #undef LA
@@ -373,8 +304,9 @@ tw_status trainer_forward(trainer *t, const trainer_batch *b) {
         if (b->targets[i] < -1 || b->targets[i] >= t->vocab)
             return tw_error(TW_ERR_ARG, "trainer: token %lld: target %d outside the vocabulary",
                             (long long)i, (int)b->targets[i]);
-        if (b->pos[i] < 0)
-            return tw_error(TW_ERR_ARG, "trainer: token %lld: position %d", (long long)i, (int)b->pos[i]);
+        if (b->pos[i] < 0 || (t->gpt2 && b->pos[i] >= t->m->hp.n_ctx_train))
+            return tw_error(TW_ERR_ARG, "trainer: token %lld: position %d%s", (long long)i,
+                            (int)b->pos[i], b->pos[i] < 0 ? "" : " past the learned positions");
     }
     const size_t n4 = (size_t)n * 4;
     TRY(tw_buffer_upload(t->buf, t->off_b[B_IDS], b->tokens, n4));
@@ -384,6 +316,13 @@ tw_status trainer_forward(trainer *t, const trainer_batch *b) {
     memcpy(t->ex_start, b->ex_start, (size_t)(b->n_ex + 1) * sizeof *t->ex_start);
     t->n = n;
     t->n_ex = b->n_ex;
+    if (t->gpt2) {
+        TRY(trainer_gpt2_embed(t));
+        for (int64_t l = 0; l < t->L; l++) TRY(trainer_gpt2_layer_fwd(t, l, t->recompute ? 0 : l));
+        TRY(trainer_gpt2_final_norm(t));
+        t->have_fwd = 1;
+        return TW_OK;
+    }
     const tw_weight *te = &t->m->g[TW_W_TOK_EMBD];
     TRY(tw_op_get_rows(t->be, xref(t, 0), te->ref, te->type, te->ne1, bref(t, B_IDS, 0, 0), n, t->d));
     for (int64_t l = 0; l < t->L; l++) TRY(layer_fwd(t, l, t->recompute ? 0 : l));
@@ -422,6 +361,14 @@ tw_status trainer_backward(trainer *t) {
     if (!t->have_fwd || !t->have_grad)
         return tw_error(TW_ERR_ARG, "trainer: backward without a forward and a loss with scales");
     t->have_grad = 0;
+    if (t->gpt2) {
+        TRY(trainer_gpt2_final_norm_bwd(t));
+        for (int64_t l = t->L - 1; l >= 0; l--) {
+            if (t->recompute) TRY(trainer_gpt2_layer_fwd(t, l, 0));
+            TRY(trainer_gpt2_layer_bwd(t, l, t->recompute ? 0 : l));
+        }
+        return TW_OK;
+    }
     TRY(tw_op_rmsnorm_bwd(t->be, bref(t, B_DX, 0, 0), tw_ref_none(), bref(t, B_DHF, 0, 0),
                           xref(t, t->L), t->m->g[TW_W_OUT_NORM].ref, t->n, t->d, t->m->hp.norm_eps));
     for (int64_t l = t->L - 1; l >= 0; l--) {
