@@ -40,6 +40,7 @@ static const char *const op_names[] = {
     [TW_OP_EMBED_BWD] = "embed_bwd",
     [TW_OP_XENT] = "xent",
     [TW_OP_ADAMW] = "adamw",
+    [TW_OP_DROPOUT] = "dropout",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == TW_OP_COUNT,
                "op_names must name every op of tw_op");
@@ -1112,5 +1113,26 @@ tw_status tw_op_adamw(tw_backend *be, tw_ref p, tw_ref g, tw_ref m, tw_ref v, in
     if (n == 0) return TW_OK;
     tw_op_call c = {.op = op, .dst = tp.addr, .dst2 = tm.addr, .dst3 = tv.addr, .src = {tg.addr},
                     .ne = {n, step}, .fp = {lr, b1, b2, eps, weight_decay, grad_scale}};
+    return op_dispatch(be, &c);
+}
+
+tw_status tw_op_dropout(tw_backend *be, tw_ref y, tw_ref x, int64_t rows, int64_t n, float p,
+                        uint64_t key, int64_t row0) {
+    const tw_op op = TW_OP_DROPOUT;
+    tw_status st;
+    int64_t nx = 0;
+    if ((st = backend_arg(op, be)) || (st = range_arg(op, "rows", rows, 0, INT64_MAX)) ||
+        (st = range_arg(op, "n", n, 1, INT32_MAX)) ||
+        (st = range_arg(op, "row0", row0, 0, INT64_MAX - rows)) ||
+        (st = mul_arg(op, "rows x n", rows, n, &nx)) || (st = finite_arg(op, "p", p, 0, 0)))
+        return st;
+    if (!(p < 1)) return tw_error(TW_ERR_ARG, "dropout: p = %g must be below 1", (double)p);
+    op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL};
+    if ((st = tensor_check(be, op, &ty, nx, sizeof(float))) ||
+        (st = tensor_check(be, op, &tx, nx, sizeof(float))) || (st = overlap_check(op, &ty, &tx, 1)))
+        return st;
+    if (rows == 0) return TW_OK;
+    tw_op_call c = {.op = op, .dst = ty.addr, .src = {tx.addr},
+                    .ne = {rows, n, row0, (int64_t)key}, .fp = {p}};
     return op_dispatch(be, &c);
 }

@@ -170,12 +170,13 @@ typedef enum {
     TW_OP_EMBED_BWD,      /* dtable[ids[i],:] += dy[i,:] */
     TW_OP_XENT,           /* fused LM head + softmax cross-entropy, forward and dh */
     TW_OP_ADAMW,
+    TW_OP_DROPOUT,        /* y = x * mask / (1-p), mask from counters (LoRA dropout) */
     TW_OP_COUNT
 } tw_op;
 
 /* The pinned count: adding an op must be a conscious edit of every table indexed by tw_op
  * (names in backend.c, each backend's `supports`, the differential tests). */
-#define TW_OP_COUNT_PINNED 28
+#define TW_OP_COUNT_PINNED 29
 #ifdef __cplusplus
 static_assert(TW_OP_COUNT == TW_OP_COUNT_PINNED, "TW_OP_COUNT changed: update every op table");
 #else
@@ -442,6 +443,30 @@ tw_status tw_op_xent(tw_backend *be, tw_ref loss, tw_ref dh, tw_ref dw, tw_ref h
 tw_status tw_op_adamw(tw_backend *be, tw_ref p, tw_ref g, tw_ref m, tw_ref v, int64_t n,
                       float lr, float b1, float b2, float eps, float weight_decay,
                       float grad_scale, int64_t step);
+
+/* Inverted dropout with a counter-based mask (LoRA dropout, PEFT semantics; its backward is
+ * the same op applied to dy):
+ *   y[r,j] = keep(key, row0 + r, j) ? x[r,j] * s : 0,   s = (float)(1 / (1 - p)) (fp32;
+ *   the product rounds once, so every backend has the same bits),
+ *   keep(key, t, j) = (tw_dropout_bits(key, t, j) >> 40) >= tw_dropout_threshold(p).
+ * The mask is a pure function of (key, token counter, column): no RNG state, so it does not
+ * depend on threads, batch splitting or what ran before (a resumed run gets the same masks).
+ * The caller folds whatever identifies the call (seed, step, layer, module) into key with
+ * tw_dropout_key and numbers tokens by row0 (e.g. their offset in the global batch).
+ * y, x: (rows, n) fp32; rows >= 0 (0: no-op), 1 <= n <= INT32_MAX, 0 <= row0 and
+ * row0 + rows <= INT64_MAX; 0 <= p < 1 (p = 0 copies x). y may alias x. */
+tw_status tw_op_dropout(tw_backend *be, tw_ref y, tw_ref x, int64_t rows, int64_t n, float p,
+                        uint64_t key, int64_t row0);
+/* The 64 mask bits of element (t, j) under key: splitmix64's finalizer over the counters
+ * (t * 0x9E3779B97F4A7C15 xor key, then + j * 0xD1B54A32D192ED03, each mixed). Pure,
+ * thread-safe. */
+uint64_t tw_dropout_bits(uint64_t key, uint64_t t, uint64_t j);
+/* round(p * 2^24): an element whose top 24 mask bits fall below it is dropped, so the drop
+ * probability is p to within 2^-25. p in [0, 1). Pure, thread-safe. */
+uint32_t tw_dropout_threshold(float p);
+/* A key from n counters (seed first, then e.g. step, layer, module): each is mixed in
+ * turn, so (1, 2) and (2, 1) give different keys. Pure, thread-safe. */
+uint64_t tw_dropout_key(const uint64_t *counters, int n);
 
 /* ---- machine information --------------------------------------------------------------------*/
 

@@ -2,6 +2,7 @@
  * optimized kernels of this folder synchronously on the calling thread and its OpenMP team. */
 #include "../backend_impl.h"
 #include "cpu_kernels.h"
+#include "dropout.h"
 
 #include <string.h>
 
@@ -35,6 +36,7 @@ static int cpu_supports(const tw_backend *be, tw_op op) {
     case TW_OP_EMBED_BWD:
     case TW_OP_XENT:
     case TW_OP_ADAMW:
+    case TW_OP_DROPOUT:
         return 1;
     case TW_OP_COUNT:
         break;
@@ -218,6 +220,9 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
     case TW_OP_ADAMW:
         tw_cpu_adamw_f32(c->dst, c->src[0], c->dst2, c->dst3, ne[0], c->fp[0], c->fp[1], c->fp[2],
                          c->fp[3], c->fp[4], c->fp[5], ne[1]);
+        return TW_OK;
+    case TW_OP_DROPOUT:
+        tw_cpu_dropout_f32(c->dst, c->src[0], ne[0], ne[1], c->fp[0], (uint64_t)ne[3], ne[2]);
         return TW_OK;
     case TW_OP_COUNT:
         break;

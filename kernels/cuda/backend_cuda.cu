@@ -134,6 +134,7 @@ static int cuda_supports(const tw_backend *be, tw_op op) {
     case TW_OP_EMBED_BWD:
     case TW_OP_XENT:
     case TW_OP_ADAMW:
+    case TW_OP_DROPOUT:
         return 0;
     case TW_OP_COUNT: break;
     }
