@@ -57,9 +57,8 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
                         (int)hp->n_layer, (int)lb->n_embd, (int)hp->n_embd, (int)lb->n_ff,
                         (int)hp->n_ff);
     const lora_config *lc = lora_set_config(s);
-    if (lc->dropout > 0)
-        return tw_error(TW_ERR_UNSUPPORTED, "trainer: lora dropout %g: only 0 is implemented "
-                        "(the dropout mask is not)", (double)lc->dropout);
+    if (!(lc->dropout >= 0 && lc->dropout < 1))
+        return tw_error(TW_ERR_ARG, "trainer: lora dropout %g outside [0, 1)", (double)lc->dropout);
     trainer *t = tw_calloc(1, sizeof *t);
     if (!t) return tw_error(TW_ERR_NOMEM, "trainer: out of memory");
     t->m = m;
@@ -80,6 +79,8 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     t->r = lc->rank;
     t->vocab = hp->n_vocab;
     t->scale = lora_set_scale(s);
+    t->drop_p = lc->dropout;
+    t->drop_seed = lc->seed;
     ds_batch_init(&t->batch);
     ds_batch_init(&t->share);
 
@@ -89,7 +90,8 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     if (t->kvd > maxdim) maxdim = t->kvd;
     if (t->ff > maxdim) maxdim = t->ff;
     const int64_t bw[B_COUNT] = {1, 1, 1, 1, 1, t->d, t->d, maxdim, maxdim, t->d, t->d, t->d, t->d,
-                                 t->qd, t->kvd, t->kvd, t->qd, t->ff, t->ff, t->ff, t->r};
+                                 t->qd, t->kvd, t->kvd, t->qd, t->ff, t->ff, t->ff, t->r,
+                                 t->drop_p > 0 ? maxdim : 0};
     const int64_t sw[S_COUNT] = {t->d, t->qd, t->kvd, t->kvd, t->qd, t->nh, t->d, t->d,
                                  t->ff, t->ff, t->ff, t->r, t->r, t->r, t->r, t->r, t->r, t->r};
     const int64_t n_slots = t->recompute ? 1 : t->L;
@@ -149,6 +151,11 @@ void trainer_free(trainer *t) {
 size_t trainer_act_bytes(const trainer *t) { return t ? t->bytes : 0; }
 void trainer_set_lora_enabled(trainer *t, int on) { t->lora_on = on ? 1 : 0; }
 void trainer_set_comm(trainer *t, comm_ctx *c) { t->comm = c; }
+void trainer_set_dropout(trainer *t, int on, int64_t step, int64_t tok0) {
+    t->drop_on = on ? 1 : 0;
+    t->drop_step = step;
+    t->drop_tok0 = tok0;
+}
 
 /* ---- one projection and its backward ---------------------------------------------------- */
 
@@ -156,7 +163,16 @@ static const lora_adapter *adapter(const trainer *t, int64_t l, lora_module mod)
     return t->lora_on ? lora_set_find(t->s, (int32_t)l, mod) : NULL;
 }
 
-/* y (n, out) = x (n, in) W^T (+ bias) + s * (x A^T) B^T; LA (n, r) receives s * x A^T. */
+/* LoRA input dropout (train.h, "Dropout") in the last forward: y (n, in) = dropout(x) with
+ * the mask of (seed, step, layer, module) over the tokens' counters fwd_drop_tok0 + i. */
+static int drop_active(const trainer *t) { return t->fwd_drop_on && t->drop_p > 0; }
+static tw_status drop_apply(trainer *t, int64_t l, lora_module mod, tw_ref y, tw_ref x, int64_t in) {
+    const uint64_t c[4] = {t->drop_seed, (uint64_t)t->fwd_drop_step, (uint64_t)l, (uint64_t)mod};
+    return tw_op_dropout(t->be, y, x, t->n, in, t->drop_p, tw_dropout_key(c, 4), t->fwd_drop_tok0);
+}
+
+/* y (n, out) = x (n, in) W^T (+ bias) + s * (dropout(x) A^T) B^T; LA (n, r) receives
+ * s * dropout(x) A^T (dropout only in training forwards with p > 0). */
 tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_wrole brole,
                            tw_ref y, tw_ref x, tw_ref LA) {
     const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
@@ -166,14 +182,19 @@ tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role
     const lora_adapter *a = adapter(t, l, mod);
     if (!a) return TW_OK;
     tw_ref A = lora_set_ref(t->s, LORA_PARAM, a->a_off), B = lora_set_ref(t->s, LORA_PARAM, a->b_off);
-    tw_ref T2 = bref(t, B_T2, 0, 0);
-    TRY(tw_op_matmul(t->be, LA, x, A, TW_DTYPE_F32, tw_ref_none(), n, in, t->r));
+    tw_ref T2 = bref(t, B_T2, 0, 0), xa = x;
+    if (drop_active(t)) {
+        xa = bref(t, B_XD, 0, 0);
+        TRY(drop_apply(t, l, mod, xa, x, in));
+    }
+    TRY(tw_op_matmul(t->be, LA, xa, A, TW_DTYPE_F32, tw_ref_none(), n, in, t->r));
     TRY(tw_op_scale(t->be, LA, LA, t->scale, n * t->r));
     TRY(tw_op_matmul(t->be, T2, LA, B, TW_DTYPE_F32, tw_ref_none(), n, t->r, out));
     return tw_op_add(t->be, y, y, T2, n * out);
 }
 
-/* dx (n, in) (+)= dy W + dLA A, with dLA = s * dy B; dB += dy^T LA, dA += dLA^T x. */
+/* dx (n, in) (+)= dy W + dropout(dLA A), with dLA = s * dy B; dB += dy^T LA,
+ * dA += dLA^T dropout(x) (the forward's mask, recomputed from the counters). */
 tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_ref dx,
                            tw_ref dy, tw_ref x, tw_ref LA, int accumulate) {
     const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
@@ -188,6 +209,14 @@ tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role
     TRY(tw_op_matmul_dw(t->be, gB, tw_ref_none(), dy, LA, n, r, out, 1));
     TRY(tw_op_matmul_dx(t->be, DLA, dy, B, TW_DTYPE_F32, n, r, out, 0));
     TRY(tw_op_scale(t->be, DLA, DLA, t->scale, n * r));
+    if (drop_active(t)) {
+        tw_ref XD = bref(t, B_XD, 0, 0);
+        TRY(drop_apply(t, l, mod, XD, x, in));
+        TRY(tw_op_matmul_dw(t->be, gA, tw_ref_none(), DLA, XD, n, in, r, 1));
+        TRY(tw_op_matmul_dx(t->be, XD, DLA, A, TW_DTYPE_F32, n, in, r, 0));
+        TRY(drop_apply(t, l, mod, XD, XD, in));
+        return tw_op_add(t->be, dx, dx, XD, n * in);
+    }
     TRY(tw_op_matmul_dw(t->be, gA, tw_ref_none(), DLA, x, n, in, r, 1));
     return tw_op_matmul_dx(t->be, dx, DLA, A, TW_DTYPE_F32, n, in, r, 1);
 }
@@ -316,6 +345,9 @@ tw_status trainer_forward(trainer *t, const trainer_batch *b) {
     memcpy(t->ex_start, b->ex_start, (size_t)(b->n_ex + 1) * sizeof *t->ex_start);
     t->n = n;
     t->n_ex = b->n_ex;
+    t->fwd_drop_on = t->drop_on;
+    t->fwd_drop_step = t->drop_step;
+    t->fwd_drop_tok0 = t->drop_tok0;
     if (t->gpt2) {
         TRY(trainer_gpt2_embed(t));
         for (int64_t l = 0; l < t->L; l++) TRY(trainer_gpt2_layer_fwd(t, l, t->recompute ? 0 : l));
@@ -569,12 +601,14 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
     double inv_n = comm_batch_loss_scale(g);
     const int n_ranks = t->comm ? comm_size(t->comm) : 1;
     const ds_batch *b = g;
+    size_t tok_base = 0; /* this share's first token in the global batch (dropout counters) */
     if (n_ranks > 1) {
         comm_range ranges[256];
         if (n_ranks > 256) return tw_error(TW_ERR_UNSUPPORTED, "trainer: more than 256 ranks");
         TRY(comm_split_batch(g, n_ranks, ranges));
         TRY(comm_batch_slice(g, &ranges[comm_rank(t->comm)], &t->share));
         b = &t->share;
+        tok_base = ranges[comm_rank(t->comm)].tok_begin;
     }
     step_acc acc;
     memset(&acc, 0, sizeof acc);
@@ -585,7 +619,9 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
         size_t r1 = micro_end(b, r0, o->micro_tokens, dpo), e0;
         trainer_batch tb;
         micro_make(b, r0, r1, exb, &tb, &e0);
+        trainer_set_dropout(t, 1, step, (int64_t)(tok_base + b->row_start[r0]));
         st = micro_run(t, b, &tb, e0, dpo, inv_n, o->dpo_beta, ref, 1, &acc);
+        trainer_set_dropout(t, 0, 0, 0);
         stats->n_micro++;
         r0 = r1;
     }

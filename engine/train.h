@@ -37,9 +37,8 @@
  * Determinism: every op is bit-identical across runs and thread counts (kernels.h), and the
  * step reads no clock or unseeded randomness, so a seed and a data order give the same bits.
  *
- * Limits (TW_ERR_UNSUPPORTED): LoRA dropout > 0 (the mask is not implemented), architectures
- * other than the llama family, training the base weights (full fine-tuning), NF4 bases (the
- * op table has no NF4 matmul).
+ * Limits (TW_ERR_UNSUPPORTED): architectures other than the llama family and GPT-2, training
+ * the base weights (full fine-tuning), NF4 bases (the op table has no NF4 matmul).
  *
  * Thread safety: a trainer belongs to its model's backend thread; one call at a time.
  */
@@ -75,6 +74,15 @@ void trainer_free(trainer *t); /* NULL is a no-op */
 
 /* Bytes of the trainer's activation buffer. */
 size_t trainer_act_bytes(const trainer *t);
+/* LoRA dropout (PEFT semantics, the set's config->dropout = p): in a training forward each
+ * adapted module's LoRA input is dropout(x) = x * mask / (1 - p) (the base path sees x); the
+ * backward uses the same mask. The mask of module (layer l, module mod) for token i of the
+ * forward is tw_op_dropout's with key tw_dropout_key({seed, step, l, mod}) and token counter
+ * tok0 + i: a pure function of those counters, so it is the same for any thread count, any
+ * micro-batch size, any number of ranks (trainer_step numbers tokens by their offset in the
+ * global batch) and after a resume. on = 0 (the default; evaluation, references): no dropout.
+ * Read by the next trainer_forward calls (a backward uses its forward's setting). */
+void trainer_set_dropout(trainer *t, int on, int64_t step, int64_t tok0);
 /* 1: adapters apply (default); 0: the forward is the base model's (DPO references). */
 void trainer_set_lora_enabled(trainer *t, int on);
 /* Data parallelism (comm.h): with c of more than one rank, trainer_step works on this rank's

@@ -47,6 +47,7 @@ enum {
     B_DU,   /* (n, ff) */
     B_DS,   /* (n, ff) */
     B_DLA,  /* (n, r) */
+    B_XD,   /* (n, maxdim) dropout(x) of a LoRA input, then dropout(dLA A); width 0 when p = 0 */
     B_COUNT
 };
 
@@ -59,6 +60,11 @@ struct trainer {
     int gpt2;  /* 1: the GPT-2 layer (train_gpt2.c), 0: the llama layer */
     int64_t d, qd, kvd, ff, nh, nkv, hd, L, r, vocab;
     float scale;
+    float drop_p;       /* LoRA dropout probability (0: none) */
+    uint64_t drop_seed; /* the adapters' seed: the first counter of every mask key */
+    /* the dropout of the next forwards (trainer_set_dropout), and of the last forward */
+    int drop_on, fwd_drop_on;
+    int64_t drop_step, drop_tok0, fwd_drop_step, fwd_drop_tok0;
     tw_buffer *buf;
     size_t off_b[B_COUNT];
     size_t *off_x;    /* (L+1) layer inputs X0..XL, (N, d) each */
@@ -92,7 +98,9 @@ static inline tw_ref sref(const trainer *t, int64_t slot, int which) {
 tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_wrole brole,
                            tw_ref y, tw_ref x, tw_ref LA);
 /* Its backward: dx (n, in) = (or += with accumulate) dy W + dLA A with dLA = s * dy B;
- * the adapter's gradients dB += dy^T LA, dA += dLA^T x. Uses B_DLA as scratch. */
+ * the adapter's gradients dB += dy^T LA, dA += dLA^T x. Uses B_DLA as scratch. With LoRA
+ * dropout in the last forward, x above is dropout(x) (B_XD, recomputed from the counters) and
+ * dLA A passes through the same mask. */
 tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_ref dx,
                            tw_ref dy, tw_ref x, tw_ref LA, int accumulate);
 

@@ -145,8 +145,6 @@ static int parse_args(int argc, char **argv, train_args *a) {
         return cli_fail(CLI_USAGE, "train", "--eval-fraction %g: expected [0, 1)", a->eval_fraction);
     if (!(a->dropout >= 0 && a->dropout < 1))
         return cli_fail(CLI_USAGE, "train", "--lora-dropout %g: expected [0, 1)", a->dropout);
-    if (a->dropout > 0)
-        return cli_fail(CLI_USAGE, "train", "--lora-dropout %g: only 0 is implemented", a->dropout);
     if (!(a->beta > 0)) return cli_fail(CLI_USAGE, "train", "--beta %g: expected > 0", a->beta);
     if (!(a->min_lr_ratio >= 0 && a->min_lr_ratio <= 1))
         return cli_fail(CLI_USAGE, "train", "--min-lr-ratio %g: expected [0, 1]", a->min_lr_ratio);

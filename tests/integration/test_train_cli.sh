@@ -89,7 +89,7 @@ check "last good checkpoint kept" test -n "$(ls "$tmp/n/checkpoints" 2>/dev/null
 "$TWIN" train -m "$model" 2>"$tmp/err"; check "no --data: exit 2" test $? = 2
 "${T[@]}" --qlora nf4 --steps 1 --out "$tmp/u" 2>"$tmp/err"; check "nf4: exit 1" test $? = 1
 check "nf4: says why" grep -q 'nf4' "$tmp/err"
-"${T[@]}" --lora-dropout 0.1 2>"$tmp/err"; check "dropout: exit 2" test $? = 2
+"${T[@]}" --lora-dropout 1.5 2>"$tmp/err"; check "dropout outside [0, 1): exit 2" test $? = 2
 "${T[@]}" --steps 2 --epochs 1 2>"$tmp/err"; check "--steps with --epochs: exit 2" test $? = 2
 "$TWIN" --threads 1 --workspace "$tmp/ws" train -m "$model" --data "$data/voice_pref.jsonl" \
     --steps 1 --out "$tmp/p" 2>"$tmp/err"

@@ -420,8 +420,9 @@ static void test_refusals(void) {
     lora_set *s2 = NULL;
     CHECK(lora_set_new(be, &base, &cfg, &s2) == TW_OK);
     o.max_tokens = 8;
-    CHECK(trainer_new(model, s2, &o, &t) == TW_ERR_UNSUPPORTED);
-    CHECK(strstr(tw_errmsg(), "dropout") != NULL);
+    /* LoRA dropout is trained (test_train_full.c checks its gradients) */
+    CHECK(trainer_new(model, s2, &o, &t) == TW_OK);
+    trainer_free(t);
     lora_set_free(s2);
 }
 
