@@ -105,6 +105,19 @@ const char *tw_model_path(const tw_model *m);
 /* Bytes of weights the model uses (as stored: quantized sizes), whether mapped or copied. */
 size_t tw_model_weight_bytes(const tw_model *m);
 
+/* Re-stores the seven projection matrices of every layer (q, k, v, o, gate, up, down) in type
+ * `to`: TW_DTYPE_NF4 (QLoRA's frozen base: each matrix dequantized to fp32 rows, then
+ * nf4_quantize with double quantization, in the op table's layout) or TW_DTYPE_F32 (a full
+ * precision base to compare with; from NF4 too, which gives exactly the NF4 base's values).
+ * Embeddings, the output head and the norms stay as they are. The converted matrices and the
+ * weights of the old owned buffer move into one new owned buffer and the old one is freed;
+ * pages of the mmap'd file that held converted matrices are handed back to the OS
+ * (model_convert.c). tw_model_weight_bytes then counts the new sizes. Not thread-safe for the
+ * model; no forward may run meanwhile. Errors, with the model unchanged: TW_ERR_ARG (another
+ * type), TW_ERR_UNSUPPORTED (an encoder, a fused q/k/v matrix, NF4 rows that are not a
+ * multiple of 64 elements: the message names the tensor), TW_ERR_NOMEM. */
+tw_status tw_model_proj_convert(tw_model *m, tw_dtype to);
+
 /* A ragged batch: n tokens, each of some sequence of the KV cache, in any interleaving.
  * Arrays are caller-owned host memory of n entries, read during tw_model_forward only.
  *

@@ -516,3 +516,29 @@ tw_status nf4_matmul(const float *x, const nf4_tensor *w, size_t m, size_t n_out
     return matmul_with("nf4_matmul", decode_portable, dot_portable, threads, x, w, m, n_out, k,
                        y);
 }
+
+/* ---- the op table's layout ---------------------------------------------------------------- */
+
+tw_status nf4_tensor_pack(const nf4_tensor *t, int64_t n_out, int64_t k, void *dst,
+                          size_t dst_bytes) {
+    tw_nf4_layout L;
+    if (!t || !t->double_quant || !dst)
+        return tw_error(TW_ERR_ARG, "nf4_tensor_pack: %s", !t || !t->double_quant
+                        ? "the tensor has no double quantization" : "dst is NULL");
+    tw_status st = tw_nf4_layout_get(n_out, k, &L);
+    if (st != TW_OK) return st;
+    if ((uint64_t)n_out * (uint64_t)k != t->n)
+        return tw_error(TW_ERR_ARG, "nf4_tensor_pack: the tensor holds %llu elements, not "
+                        "%lld x %lld", (unsigned long long)t->n, (long long)n_out, (long long)k);
+    if (dst_bytes != L.bytes)
+        return tw_error(TW_ERR_ARG, "nf4_tensor_pack: dst holds %zu bytes; the layout needs %zu",
+                        dst_bytes, L.bytes);
+    TW_ASSERT((uint64_t)L.n_blocks == t->n_blocks && (uint64_t)L.n_blocks2 == t->n_blocks2);
+    uint8_t *d = dst;
+    memcpy(d + L.map, t->map, 256 * sizeof(float));
+    memcpy(d + L.offset, &t->offset, sizeof(float));
+    memcpy(d + L.absmax2, t->absmax2, (size_t)t->n_blocks2 * sizeof(float));
+    memcpy(d + L.qabsmax, t->qabsmax, (size_t)t->n_blocks);
+    memcpy(d + L.codes, t->q, (size_t)(t->n / 2));
+    return TW_OK;
+}

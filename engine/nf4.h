@@ -123,6 +123,15 @@ tw_status nf4_matmul_portable(const float *x, const nf4_tensor *w, size_t m, siz
 tw_status nf4_matmul_avx2(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
                           float *y);
 
+/* Writes t, a matrix (n_out, k) quantized with double quantization, into dst in the op table's
+ * one-buffer layout (kernels.h, TW_DTYPE_NF4: map, offset, absmax2, qabsmax, codes), so that a
+ * tw_ref at dst is an NF4 weight for tw_op_matmul / tw_op_matmul_dx. dst_bytes must be the
+ * layout's size (tw_nf4_layout_get). TW_ERR_ARG for a tensor without double quantization, a
+ * shape that is not t->n or not a layout (k a multiple of 64), or a dst_bytes that differs.
+ * Nothing is written on failure. */
+tw_status nf4_tensor_pack(const nf4_tensor *t, int64_t n_out, int64_t k, void *dst,
+                          size_t dst_bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -293,9 +293,22 @@ static tw_status dtype_rows_check(tw_op op, const char *arg, tw_dtype t, const i
     return TW_OK;
 }
 
+/* The bytes of a matmul weight W (n_out, k) of type t: NF4's layout (kernels.h: k a multiple
+ * of 64), else dtype_rows_check's rows of a type in `allowed`. */
+static tw_status w_bytes_check(tw_op op, tw_dtype t, const int *allowed, int64_t n_out,
+                               int64_t k, int64_t *bytes) {
+    if (t != TW_DTYPE_NF4) return dtype_rows_check(op, "w", t, allowed, n_out, k, bytes);
+    tw_nf4_layout L;
+    if (tw_nf4_layout_get(n_out, k, &L) != TW_OK)
+        return tw_error_wrap("%s: w", tw_op_name(op));
+    *bytes = (int64_t)L.bytes;
+    return TW_OK;
+}
+
 /* Alignment a tensor of type t needs: its scalar size for plain types, 2 for the block types
- * (whose scales are fp16; the kernels load the rest unaligned). */
+ * (whose scales are fp16; the kernels load the rest unaligned), 4 for NF4 (fp32 map first). */
 static size_t dtype_align(tw_dtype t) {
+    if (t == TW_DTYPE_NF4) return 4;
     switch (t) {
     case TW_DTYPE_F32: return 4;
     case TW_DTYPE_F16:
@@ -476,7 +489,7 @@ tw_status tw_op_matmul(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_dtype wt
     if ((st = backend_arg(op, be)) || (st = range_arg(op, "m", m, 0, INT32_MAX)) ||
         (st = range_arg(op, "k", k, 1, INT32_MAX)) ||
         (st = range_arg(op, "n_out", n_out, 1, INT32_MAX)) ||
-        (st = dtype_rows_check(op, "w", wtype, types, n_out, k, &wbytes)) ||
+        (st = w_bytes_check(op, wtype, types, n_out, k, &wbytes)) ||
         (st = mul_arg(op, "m x k", m, k, &nx)) || (st = mul_arg(op, "m x n_out", m, n_out, &ny)))
         return st;
     op_tensor ty = {"y", y, 0, NULL}, tx = {"x", x, 0, NULL}, tw = {"w", w, 0, NULL},
@@ -903,7 +916,7 @@ tw_status tw_op_matmul_dx(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref w, tw_dty
         (st = range_arg(op, "k", k, 1, INT32_MAX)) ||
         (st = range_arg(op, "n_out", n_out, 1, INT32_MAX)) ||
         (st = flag_arg(op, "accumulate", accumulate)) ||
-        (st = dtype_rows_check(op, "w", wtype, matmul_types, n_out, k, &wbytes)) ||
+        (st = w_bytes_check(op, wtype, matmul_types, n_out, k, &wbytes)) ||
         (st = mul_arg(op, "m x k", m, k, &nx)) || (st = mul_arg(op, "m x n_out", m, n_out, &ny)))
         return st;
     op_tensor tdx = {"dx", dx, 0, NULL}, tdy = {"dy", dy, 0, NULL}, tw = {"w", w, 0, NULL};

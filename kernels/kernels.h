@@ -312,7 +312,7 @@ tw_status tw_op_get_rows(tw_backend *be, tw_ref y, tw_ref table, tw_dtype ttype,
 /* y = act(x) . W^T (+ bias).   x: (m, k) fp32; w: (n_out, k) of wtype; bias: (n_out) fp32 or
  * tw_ref_none(); y: (m, n_out) fp32. m >= 0 (0: no-op), k >= 1 a multiple of wtype's block
  * size, n_out >= 1. wtype: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
- * Q5_K, Q6_K (others: TW_ERR_UNSUPPORTED). act(): see TW_OP_MATMUL above. The CPU backend
+ * Q5_K, Q6_K, NF4 (k a multiple of 64; see "NF4 weights" below; others: TW_ERR_UNSUPPORTED). act(): see TW_OP_MATMUL above. The CPU backend
  * parallelizes over output rows (tw_threads_get() threads) and, for m > 1, reads each weight
  * block once for several rows of x. */
 tw_status tw_op_matmul(tw_backend *be, tw_ref y, tw_ref x, tw_ref w, tw_dtype wtype, tw_ref bias,
@@ -393,7 +393,7 @@ tw_status tw_op_attn_seg_bwd(tw_backend *be, tw_ref dq, tw_ref dk, tw_ref dv, tw
                              int64_t n_tok, int64_t n_head, int64_t n_kv_head, int64_t head_dim,
                              float scale, int causal);
 
-/* dx (+)= dy . W.   dy: (m, n_out) fp32; w: (n_out, k) of wtype (any tw_op_matmul type,
+/* dx (+)= dy . W.   dy: (m, n_out) fp32; w: (n_out, k) of wtype (any tw_op_matmul type, NF4 too,
  * dequantized block by block: the frozen base of QLoRA stays quantized); dx: (m, k) fp32. */
 tw_status tw_op_matmul_dx(tw_backend *be, tw_ref dx, tw_ref dy, tw_ref w, tw_dtype wtype,
                           int64_t m, int64_t k, int64_t n_out, int accumulate);
@@ -467,6 +467,39 @@ uint32_t tw_dropout_threshold(float p);
 /* A key from n counters (seed first, then e.g. step, layer, module): each is mixed in
  * turn, so (1, 2) and (2, 1) give different keys. Pure, thread-safe. */
 uint64_t tw_dropout_key(const uint64_t *counters, int n);
+
+/* ---- NF4 weights (QLoRA's frozen base) ------------------------------------------------------
+ *
+ * TW_DTYPE_NF4 is twin's own weight type, outside ggml's ids (>= TW_DTYPE_COUNT: tw_dtype_name
+ * says NULL, GGUF readers and writers refuse it), so it is never written into or read from a
+ * file: engine code makes it from loaded weights (tw_model_proj_convert). tw_op_matmul and
+ * tw_op_matmul_dx take it (other ops do not: TW_ERR_ARG); act(x) = x (fp32). A W (n_out, k),
+ * k a multiple of 64, is one block of bytes, 4-byte aligned, laid out as tw_nf4_layout_get
+ * says (n = n_out * k elements, nb = n / 64 blocks, nb2 = ceil(nb / 256)):
+ *   map      256 fp32   bitsandbytes' signed 8-bit dynamic map (qabsmax indexes it)
+ *   offset   1 fp32     the mean of the blocks' absmax values
+ *   absmax2  nb2 fp32   the scale of each run of 256 qabsmax codes
+ *   qabsmax  nb uint8   each 64-block's absmax - offset, quantized with the map
+ *   codes    n/2 uint8  two 4-bit codes per byte, element 2i in the high nibble
+ * Element i of block b = i / 64 is nf4[code_i] * (map[qabsmax_b] * absmax2[b / 256] + offset),
+ * each operation one fp32 rounding (bitsandbytes' dequantization; engine/nf4.h makes the codes
+ * and has the 16 NF4 values). A row's blocks never straddle rows (k % 64 == 0), so kernels
+ * dequantize any range of rows on its own. CPU: chunks of rows are dequantized inside the op and
+ * multiplied as F32, so results have the bits of the F32 op on the dequantized matrix; CUDA:
+ * not yet (TW_ERR_UNSUPPORTED, as its other matmuls). */
+#define TW_DTYPE_NF4 ((tw_dtype)64)
+#define TW_NF4_BLOCK 64   /* elements per absmax block */
+#define TW_NF4_BLOCK2 256 /* absmax codes per absmax2 block */
+
+typedef struct {
+    size_t map, offset, absmax2, qabsmax, codes; /* byte offsets from the start */
+    size_t bytes;                                /* the whole tensor */
+    int64_t n_blocks, n_blocks2;
+} tw_nf4_layout;
+
+/* The layout of an NF4 W (n_out, k) into *out. TW_ERR_ARG (message names the shape) when
+ * n_out < 1, k is not a positive multiple of 64 or n_out * k exceeds 2^40. Thread-safe. */
+tw_status tw_nf4_layout_get(int64_t n_out, int64_t k, tw_nf4_layout *out);
 
 /* ---- machine information --------------------------------------------------------------------*/
 

@@ -2,6 +2,7 @@
  * optimized kernels of this folder synchronously on the calling thread and its OpenMP team. */
 #include "../backend_impl.h"
 #include "cpu_kernels.h"
+#include "nf4_kernels.h"
 #include "dropout.h"
 
 #include <string.h>
@@ -135,6 +136,8 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
         tw_cpu_get_rows(c->dst, c->src[0], c->type, c->src[1], ne[1], ne[2]);
         return TW_OK;
     case TW_OP_MATMUL:
+        if (c->type == TW_DTYPE_NF4)
+            return tw_cpu_matmul_nf4(c->dst, c->src[0], c->src[1], c->src[2], ne[0], ne[1], ne[2], 0);
         return tw_cpu_matmul(c->dst, c->src[0], c->src[1], c->type, c->src[2], ne[0], ne[1], ne[2]);
     case TW_OP_LAYERNORM:
         tw_cpu_layernorm_f32(c->dst, c->src[0], c->src[1], c->src[2], ne[0], ne[1], c->fp[0]);
@@ -187,6 +190,9 @@ static tw_status cpu_op_run(tw_backend *be, const tw_op_call *c) {
                                        c->src[3], c->src[4], c->src[5], c->src[6], &s);
     }
     case TW_OP_MATMUL_DX:
+        if (c->type == TW_DTYPE_NF4)
+            return tw_cpu_matmul_dx_nf4(c->dst, c->src[0], c->src[1], ne[0], ne[1], ne[2],
+                                        (int)ne[3], 0);
         return tw_cpu_matmul_dx(c->dst, c->src[0], c->src[1], c->type, ne[0], ne[1], ne[2],
                                 (int)ne[3]);
     case TW_OP_MATMUL_DW:
