@@ -46,6 +46,24 @@ static int module_lookup(const char *s, size_t n) {
     return -1;
 }
 
+/* GPT-2 (transformers' GPT2 blocks of Conv1D modules): PEFT adapts attn.c_attn (q, k and v
+ * fused, the rows [0,d) [d,2d) [2d,3d)), attn.c_proj (o), mlp.c_fc (up), mlp.c_proj (down);
+ * there is no gate. In GGUF the fused weight is blk.N.attn_qkv. Our sets keep q, k, v as
+ * separate adapters on the views of the fused weight (as the trainer and the forward use
+ * them); the files hold them fused, exactly (see lora_save_peft / lora_save_gguf in lora.h). */
+#define GPT2_MODULES                                                                          \
+    ((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O) | (1u << LORA_UP) |    \
+     (1u << LORA_DOWN))
+static const char *const gpt2_peft_path[LORA_N_MODULES] = {"attn.c_attn", "attn.c_attn",
+                                                           "attn.c_attn", "attn.c_proj", NULL,
+                                                           "mlp.c_fc",    "mlp.c_proj"};
+
+static int is_gpt2(const lora_base *b) { return !strcmp(b->arch, "gpt2"); }
+
+unsigned lora_base_modules(const lora_base *b) {
+    return is_gpt2(b) ? GPT2_MODULES : LORA_ALL_MODULES;
+}
+
 static unsigned group_lookup(const char *s, size_t n) {
     if ((n == 3 && !memcmp(s, "all", 3)) || (n == 10 && !memcmp(s, "all-linear", 10)))
         return LORA_ALL_MODULES;
@@ -55,7 +73,10 @@ static unsigned group_lookup(const char *s, size_t n) {
     return 0;
 }
 
-tw_status lora_targets_parse(const char *list, unsigned *mask) {
+/* lora_targets_parse with the modules `avail` of an architecture (arch, for messages): groups
+ * keep only those; a module named explicitly that the architecture lacks is an error. */
+static tw_status targets_parse(const char *list, unsigned avail, const char *arch,
+                               unsigned *mask) {
     unsigned m = 0;
     if (!list) return tw_error(TW_ERR_ARG, "LoRA targets: empty list");
     const char *p = list;
@@ -70,12 +91,25 @@ tw_status lora_targets_parse(const char *list, unsigned *mask) {
                             "LoRA targets: unknown module '%.*s' (expected q,k,v,o,gate,up,down, "
                             "their q_proj/attn_q names, attn, mlp or all)",
                             (int)(n > 40 ? 40 : n), p);
-        m |= one >= 0 ? 1u << one : g;
+        if (one >= 0 && !(avail & (1u << one)))
+            return tw_error(TW_ERR_ARG,
+                            "LoRA targets: '%.*s': a %s model has no %s projection (GPT-2's MLP "
+                            "is c_fc, GELU, c_proj: targets q,k,v,o,up,down)",
+                            (int)(n > 40 ? 40 : n), p, arch, lora_short[one]);
+        m |= one >= 0 ? 1u << one : g & avail;
         p += n;
     }
     if (!m) return tw_error(TW_ERR_ARG, "LoRA targets: empty list");
     *mask = m;
     return TW_OK;
+}
+
+tw_status lora_targets_parse(const char *list, unsigned *mask) {
+    return targets_parse(list, LORA_ALL_MODULES, "", mask);
+}
+
+tw_status lora_targets_parse_for(const char *list, const lora_base *b, unsigned *mask) {
+    return targets_parse(list, lora_base_modules(b), b->arch, mask);
 }
 
 void lora_config_default(lora_config *c) {
@@ -124,7 +158,25 @@ tw_status lora_config_to_json(const lora_config *c, tw_sb *sb) {
     return sb->failed ? tw_error(TW_ERR_NOMEM, "LoRA config: out of memory") : TW_OK;
 }
 
-tw_status lora_config_from_json(const tw_json *obj, const char *what, lora_config *out) {
+/* "name" is path or a suffix of it starting after a '.' (PEFT's target matching). */
+static int path_suffix(const char *path, const char *name) {
+    size_t np = strlen(path), nn = strlen(name);
+    return nn <= np && !strcmp(path + np - nn, name) && (nn == np || path[np - nn - 1] == '.');
+}
+
+/* A PEFT target name of a GPT-2 model: the modules it adapts ("c_proj" alone is both o and
+ * down; c_attn is q, k, v), 0 when it names none. */
+static unsigned gpt2_target_lookup(const char *name) {
+    if (!strcmp(name, "c_proj")) return (1u << LORA_O) | (1u << LORA_DOWN);
+    if (path_suffix("attn.c_attn", name)) return (1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V);
+    for (int m = LORA_O; m < LORA_N_MODULES; m++)
+        if (gpt2_peft_path[m] && path_suffix(gpt2_peft_path[m], name)) return 1u << m;
+    return 0;
+}
+
+/* lora_config_from_json; gpt2: target_modules are GPT-2's module names. */
+static tw_status config_from_json(const tw_json *obj, const char *what, int gpt2,
+                                  lora_config *out) {
     lora_config c;
     lora_config_default(&c);
     if (!tw_json_is_object(obj)) return tw_error(TW_ERR_FORMAT, "%s: not a JSON object", what);
@@ -154,6 +206,16 @@ tw_status lora_config_from_json(const tw_json *obj, const char *what, lora_confi
     } else if (tw_json_is_array(t)) {
         for (const tw_json *e = tw_json_first(t); e; e = tw_json_next(e)) {
             const char *s = tw_json_str(e);
+            if (gpt2) {
+                unsigned g = s ? gpt2_target_lookup(s) : 0;
+                if (!g)
+                    return tw_error(TW_ERR_FORMAT,
+                                    "%s: field 'target_modules': '%.40s' is not a GPT-2 module "
+                                    "twin adapts (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)",
+                                    what, s ? s : "(not a string)");
+                mask |= g;
+                continue;
+            }
             int m = s ? module_lookup(s, strlen(s)) : -1;
             if (m < 0)
                 return tw_error(TW_ERR_FORMAT,
@@ -177,6 +239,10 @@ tw_status lora_config_from_json(const tw_json *obj, const char *what, lora_confi
     return TW_OK;
 }
 
+tw_status lora_config_from_json(const tw_json *obj, const char *what, lora_config *out) {
+    return config_from_json(obj, what, 0, out);
+}
+
 /* ---- the base ------------------------------------------------------------------------------ */
 
 void lora_base_dims(const lora_base *b, lora_module m, int64_t *out_dim, int64_t *in_dim) {
@@ -197,14 +263,14 @@ void lora_base_dims(const lora_base *b, lora_module m, int64_t *out_dim, int64_t
 }
 
 static int arch_supported(const char *arch) {
-    return !strcmp(arch, "llama") || !strcmp(arch, "qwen2");
+    return !strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "gpt2");
 }
 
 static tw_status base_check(const lora_base *b, const char *what) {
     if (!arch_supported(b->arch))
         return tw_error(TW_ERR_UNSUPPORTED,
                         "%s: architecture '%s': LoRA adapters are made for the llama family "
-                        "(llama, qwen2)",
+                        "(llama, qwen2) and gpt2",
                         what, b->arch);
     if (b->n_layer < 1 || b->n_embd < 1 || b->n_head < 1 || b->n_kv_head < 1 ||
         b->head_dim < 1 || b->n_ff < 1 || b->n_head % b->n_kv_head ||
@@ -215,6 +281,12 @@ static tw_status base_check(const lora_base *b, const char *what) {
                         "n_kv_head %d, head_dim %d, n_ff %d)",
                         what, (int)b->n_layer, (int)b->n_embd, (int)b->n_head,
                         (int)b->n_kv_head, (int)b->head_dim, (int)b->n_ff);
+    if (is_gpt2(b) && (b->n_kv_head != b->n_head || b->qk_permuted ||
+                       (int64_t)b->n_head * b->head_dim != b->n_embd))
+        return tw_error(TW_ERR_ARG,
+                        "%s: a gpt2 base has n_head * head_dim = n_embd and as many K/V heads as "
+                        "heads (n_embd %d, n_head %d, n_kv_head %d, head_dim %d)",
+                        what, (int)b->n_embd, (int)b->n_head, (int)b->n_kv_head, (int)b->head_dim);
     return TW_OK;
 }
 
@@ -268,6 +340,29 @@ tw_status lora_base_from_gguf(const char *path, lora_base *out) {
     out->n_layer = (int32_t)nl;
     out->n_head = (int32_t)nh;
     out->n_kv_head = (int32_t)nkv;
+    if (is_gpt2(out)) {
+        /* blk.0.attn_qkv (ne0 n_embd, ne1 3 n_embd) and ffn_up (ne1 n_ff); MHA */
+        const gguf_tensor *tqkv = gguf_find_tensor(f, "blk.0.attn_qkv.weight");
+        const gguf_tensor *tu = gguf_find_tensor(f, "blk.0.ffn_up.weight");
+        if (!tqkv || !tu) {
+            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' missing", path,
+                          !tqkv ? "blk.0.attn_qkv.weight" : "blk.0.ffn_up.weight");
+            goto done;
+        }
+        if (tqkv->ne[0] < 1 || tqkv->ne[0] > (1 << 20) || tqkv->ne[1] != 3 * tqkv->ne[0] ||
+            tqkv->ne[0] % (int64_t)nh || tu->ne[1] < 1 || tu->ne[1] > (1 << 22)) {
+            st = tw_error(TW_ERR_FORMAT, "%s: blk.0.attn_qkv.weight / ffn_up.weight: shapes do "
+                          "not fit a gpt2 model of %llu heads", path, (unsigned long long)nh);
+            goto done;
+        }
+        out->n_embd = (int32_t)tqkv->ne[0];
+        out->n_kv_head = out->n_head;
+        out->head_dim = (int32_t)(tqkv->ne[0] / (int64_t)nh);
+        out->n_ff = (int32_t)tu->ne[1];
+        snprintf(out->name, sizeof out->name, "%s", path);
+        st = base_check(out, path);
+        goto done;
+    }
     /* Dimensions from blk.0's shapes: q (ne0 n_embd, ne1 n_head*head_dim), k, gate (ne1 n_ff). */
     const gguf_tensor *tq = gguf_find_tensor(f, "blk.0.attn_q.weight");
     const gguf_tensor *tk = gguf_find_tensor(f, "blk.0.attn_k.weight");
@@ -397,6 +492,12 @@ static tw_status set_layout(const lora_base *base, const lora_config *cfg, lora_
     tw_status st = base_check(base, "LoRA base");
     if (!st) st = config_check(cfg, "LoRA config");
     if (st) return st;
+    for (int m = 0; m < LORA_N_MODULES; m++)
+        if ((cfg->targets & (1u << m)) && !(lora_base_modules(base) & (1u << m)))
+            return tw_error(TW_ERR_ARG,
+                            "LoRA target %s: a %s model has no %s projection (GPT-2: q, k, v, o, "
+                            "up, down)",
+                            lora_short[m], base->arch, lora_short[m]);
     for (int m = 0; m < LORA_N_MODULES; m++) {
         if (!(cfg->targets & (1u << m))) continue;
         int64_t o, i;
@@ -587,11 +688,213 @@ static void b_from_file(const lora_set *s, const lora_adapter *a, const float *s
     permute_rows(dst, src, heads, s->base.head_dim, a->rank, s->base.qk_permuted);
 }
 
+/* ---- GPT-2's fused c_attn -------------------------------------------------------------------
+ * A set for gpt2 holds q, k, v as adapters of rank r on the row ranges of the fused weight
+ * (3d, d). A file holds them as ONE adapter of the fused weight, exactly: with the targeted
+ * modules m_0..m_{t-1} (in q, k, v order) and nblk >= t blocks of r,
+ *   A (nblk r, d) = [A_m0; A_m1; ...; 0]       (the modules' A stacked, zero blocks after)
+ *   B (3d, nblk r): rows of m_j's range, columns [j r, (j+1) r) = bscale * B_mj; zero elsewhere
+ * so that B A = bscale * sum_j B_mj A_mj placed on m_j's rows: the same delta. PEFT: nblk = t,
+ * bscale 1, and rank_pattern / alpha_pattern give c_attn rank t r and an alpha with the same
+ * scale. GGUF (llama.cpp scales every tensor by alpha / its own rank, with one alpha): nblk is
+ * t rounded up to a power of two (3 -> 4) and bscale = nblk, a power of two, so the scaled B
+ * has the same bits / nblk when read back. The file says which modules are in c_attn
+ * (twin.c_attn / twin.lora.qkv: "q,k,v" or a subset); a fused adapter without it (a PEFT
+ * adapter trained elsewhere) is read "shared": q, k and v each get the whole A and their row
+ * range of B, at the file's c_attn rank, which must then be the set's rank. */
+
+/* The targeted ones of q, k, v in order into mods; returns how many. */
+static int qkv_targets(unsigned targets, lora_module mods[3]) {
+    int t = 0;
+    for (int m = LORA_Q; m <= LORA_V; m++)
+        if (targets & (1u << m)) mods[t++] = (lora_module)m;
+    return t;
+}
+
+static void qkv_list_str(unsigned targets, char out[8]) {
+    lora_module mods[3];
+    int t = qkv_targets(targets, mods), k = 0;
+    for (int j = 0; j < t; j++) {
+        if (j) out[k++] = ',';
+        out[k++] = lora_short[mods[j]][0];
+    }
+    out[k] = 0;
+}
+
+/* Parses "q,k,v" (a subset, in order) into a mask of q/k/v; 0 when malformed. */
+static unsigned qkv_list_parse(const char *str) {
+    unsigned m = 0;
+    int last = -1;
+    for (const char *p = str; *p;) {
+        int mod = *p == 'q' ? LORA_Q : *p == 'k' ? LORA_K : *p == 'v' ? LORA_V : -1;
+        if (mod <= last) return 0;
+        m |= 1u << mod;
+        last = mod;
+        p++;
+        if (*p == ',' && p[1]) p++;
+        else if (*p) return 0;
+    }
+    return m;
+}
+
+/* Layer l's fused c_attn A (nblk r, d) and B (3d, nblk r) from the set's host params p. */
+static void qkv_fuse(const lora_set *s, const float *p, int32_t l, int nblk, float bscale,
+                     float *A, float *B) {
+    const int64_t d = s->base.n_embd, r = s->cfg.rank, R = nblk * r;
+    lora_module mods[3];
+    int t = qkv_targets(s->cfg.targets, mods);
+    memset(A, 0, (size_t)(R * d) * sizeof(float));
+    memset(B, 0, (size_t)(3 * d * R) * sizeof(float));
+    for (int j = 0; j < t; j++) {
+        const lora_adapter *a = lora_set_find(s, l, mods[j]);
+        memcpy(A + j * r * d, p + a->a_off, (size_t)(r * d) * sizeof(float));
+        const int64_t row0 = (int64_t)(mods[j] - LORA_Q) * d;
+        for (int64_t o = 0; o < d; o++)
+            for (int64_t k = 0; k < r; k++)
+                B[(row0 + o) * R + j * r + k] = bscale * p[a->b_off + (size_t)(o * r + k)];
+    }
+}
+
+/* The reverse, reading a file's fused A (R, d), B (3d, R) into layer l's q, k, v adapters of
+ * host (the set's layout): twin's layout (shared 0: R = nblk r, blocks as qkv_fuse writes
+ * them, every other entry zero, B divided by bdiv) or shared (R = r: each module gets A whole
+ * and its row range of B). TW_ERR_FORMAT naming what and tname when the layout does not hold. */
+static tw_status qkv_split(const lora_set *s, float *host, int32_t l, const float *A,
+                           const float *B, int64_t R, int shared, float bdiv, const char *what,
+                           const char *tname) {
+    const int64_t d = s->base.n_embd, r = s->cfg.rank;
+    lora_module mods[3];
+    int t = qkv_targets(s->cfg.targets, mods);
+    for (int j = 0; j < t; j++) {
+        const lora_adapter *a = lora_set_find(s, l, mods[j]);
+        const int64_t row0 = (int64_t)(mods[j] - LORA_Q) * d, c0 = shared ? 0 : j * r;
+        memcpy(host + a->a_off, A + c0 * d, (size_t)(r * d) * sizeof(float));
+        for (int64_t o = 0; o < d; o++)
+            for (int64_t k = 0; k < r; k++)
+                host[a->b_off + (size_t)(o * r + k)] = B[(row0 + o) * R + c0 + k] / bdiv;
+    }
+    if (shared) return TW_OK;
+    /* everything outside the blocks is zero: A rows past t r, B outside the diagonal blocks */
+    for (int64_t i = (int64_t)t * r * d; i < R * d; i++)
+        if (A[i] != 0)
+            return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': rows past the %d fused modules' "
+                            "blocks are not zero (not twin's c_attn layout)", what, tname, t);
+    for (int64_t row = 0; row < 3 * d; row++) {
+        int j = -1;
+        for (int k = 0; k < t; k++)
+            if ((int64_t)(mods[k] - LORA_Q) == row / d) j = k;
+        for (int64_t c = 0; c < R; c++)
+            if ((j < 0 || c / r != j) && B[row * R + c] != 0)
+                return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': entry (%lld, %lld) outside the "
+                                "block diagonal is not zero (not twin's c_attn layout)", what,
+                                tname, (long long)row, (long long)c);
+    }
+    return TW_OK;
+}
+
+/* GGUF's block count for t fused modules: t rounded up to a power of two. */
+static int qkv_gguf_blocks(int t) { return t == 3 ? 4 : t; }
+
+/* One tensor of an adapter file: (rows, cols) floats, row-major, in the file's order. */
+typedef struct {
+    char name[160];
+    int64_t rows, cols;
+    const float *data;
+} lora_ftensor;
+
+/* Floats fused needs for a gpt2 set's files (every layer's c_attn A and B, 4 blocks at most). */
+static size_t fused_floats(const lora_set *s) {
+    if (!is_gpt2(&s->base)) return 1;
+    const size_t d = (size_t)s->base.n_embd, R = 4 * (size_t)s->cfg.rank;
+    return (size_t)s->base.n_layer * (R * d + 3 * d * R);
+}
+
+/* The tensors of s's file (gguf 0: PEFT names and HF row order; 1: llama.cpp's GGUF names and
+ * order) into out (2 * n_ad entries at most), from the host params p; B copies that need
+ * reordering go to bcopy (n_floats), gpt2's fused c_attn to fused (fused_floats). Returns the
+ * count. */
+static int file_tensors(const lora_set *s, const float *p, float *bcopy, float *fused, int gguf,
+                        lora_ftensor *out) {
+    int n = 0;
+    const int gpt2 = is_gpt2(&s->base);
+    lora_module mods[3];
+    const int t = gpt2 ? qkv_targets(s->cfg.targets, mods) : 0;
+    const int nblk = gguf ? qkv_gguf_blocks(t) : t;
+    const int64_t d = s->base.n_embd, R = (int64_t)nblk * s->cfg.rank;
+    for (int32_t i = 0; i < s->n_ad; i++) {
+        const lora_adapter *a = &s->ad[i];
+        if (gpt2 && a->module <= LORA_V) {
+            if (a->module != mods[0]) continue; /* one fused tensor pair per layer */
+            float *A = fused, *B = fused + R * d;
+            fused += R * d + 3 * d * R;
+            qkv_fuse(s, p, a->layer, nblk, gguf ? (float)nblk : 1.0f, A, B);
+            for (int k = 0; k < 2; k++, n++) {
+                if (gguf)
+                    snprintf(out[n].name, sizeof out[n].name, "blk.%d.attn_qkv.weight.lora_%c",
+                             (int)a->layer, k ? 'b' : 'a');
+                else
+                    snprintf(out[n].name, sizeof out[n].name,
+                             "base_model.model.transformer.h.%d.attn.c_attn.lora_%c.weight",
+                             (int)a->layer, k ? 'B' : 'A');
+                out[n].rows = k ? 3 * d : R;
+                out[n].cols = k ? R : d;
+                out[n].data = k ? B : A;
+            }
+            continue;
+        }
+        for (int k = 0; k < 2; k++, n++) {
+            lora_ftensor *f = &out[n];
+            if (gguf)
+                snprintf(f->name, sizeof f->name, "blk.%d.%s.weight.lora_%c", (int)a->layer,
+                         lora_gguf[a->module], k ? 'b' : 'a');
+            else if (gpt2)
+                snprintf(f->name, sizeof f->name, "base_model.model.transformer.h.%d.%s.lora_%c.weight",
+                         (int)a->layer, gpt2_peft_path[a->module], k ? 'B' : 'A');
+            else
+                snprintf(f->name, sizeof f->name, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight",
+                         (int)a->layer, lora_peft_parent[a->module], lora_peft[a->module],
+                         k ? 'B' : 'A');
+            f->rows = k ? a->out : a->rank;
+            f->cols = k ? a->rank : a->in;
+            f->data = k ? b_in_order(s, a, p, bcopy + a->b_off, gguf) : p + a->a_off;
+        }
+    }
+    return n;
+}
+
 /* ---- PEFT ----------------------------------------------------------------------------------- */
 
-static void peft_tensor_name(char *out, size_t n, int32_t layer, lora_module m, char ab) {
-    snprintf(out, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", (int)layer,
-             lora_peft_parent[m], lora_peft[m], ab);
+static void peft_tensor_name(char *out, size_t n, int gpt2, int32_t layer, lora_module m,
+                             char ab) {
+    if (gpt2)
+        snprintf(out, n, "base_model.model.transformer.h.%d.%s.lora_%c.weight", (int)layer,
+                 gpt2_peft_path[m], ab);
+    else
+        snprintf(out, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", (int)layer,
+                 lora_peft_parent[m], lora_peft[m], ab);
+}
+
+#define QKV_MASK ((1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V))
+
+/* GPT-2 PEFT: the rank_pattern / alpha_pattern entries of c_attn (0 when absent); any other
+ * entry is refused. */
+static tw_status gpt2_patterns(const tw_json *doc, const char *what, int64_t *rank,
+                               double *alpha) {
+    *rank = 0;
+    *alpha = 0;
+    const char *keys[2] = {"rank_pattern", "alpha_pattern"};
+    for (int k = 0; k < 2; k++)
+        for (const tw_json *e = tw_json_first(tw_json_get(doc, keys[k])); e; e = tw_json_next(e)) {
+            const char *key = tw_json_key(e);
+            double v = tw_json_num(e, -1);
+            if (!key || gpt2_target_lookup(key) != QKV_MASK || !(v > 0) || v > 1e9 ||
+                (k == 0 && v != floor(v)))
+                return tw_error(TW_ERR_UNSUPPORTED, "%s: %s entry '%.40s': only a positive value "
+                                "for c_attn is supported", what, keys[k], key ? key : "?");
+            if (k == 0) *rank = (int64_t)v;
+            else *alpha = v;
+        }
+    return TW_OK;
 }
 
 static char *path_join(const char *dir, const char *name) {
@@ -612,12 +915,17 @@ tw_status lora_save_peft(const lora_set *s, const char *dir) {
     float *p = tw_malloc((s->n_floats ? s->n_floats : 1) * sizeof(float));
     /* B tensors in HF order may need their own copies (Q and K of a permuted base). */
     float *bcopy = tw_malloc((s->n_floats ? s->n_floats : 1) * sizeof(float));
+    float *fused = tw_malloc(fused_floats(s) * sizeof(float));
+    lora_ftensor *ft = tw_malloc((size_t)(2 * s->n_ad + 1) * sizeof *ft);
     st_writer *w = st_writer_new();
     char *cfg_path = path_join(dir, "adapter_config.json");
     char *st_path = path_join(dir, "adapter_model.safetensors");
+    const int gpt2 = is_gpt2(&s->base);
+    lora_module qkv[3];
+    const int t_qkv = gpt2 ? qkv_targets(s->cfg.targets, qkv) : 0;
     tw_sb sb;
     tw_sb_init(&sb);
-    if (!p || !bcopy || !w || !cfg_path || !st_path) {
+    if (!p || !bcopy || !fused || !ft || !w || !cfg_path || !st_path) {
         st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving the adapter", dir);
         goto done;
     }
@@ -628,35 +936,43 @@ tw_status lora_save_peft(const lora_set *s, const char *dir) {
     snprintf(num, sizeof num, "%d", (int)s->base.n_layer);
     st_writer_set_metadata(w, "twin.n_layer", num);
     if (s->base.sha256[0]) st_writer_set_metadata(w, "twin.base_sha256", s->base.sha256);
-    for (int32_t i = 0; !st && i < s->n_ad; i++) {
-        const lora_adapter *a = &s->ad[i];
-        char name[160];
-        int64_t shape_a[2] = {a->rank, a->in}, shape_b[2] = {a->out, a->rank};
-        peft_tensor_name(name, sizeof name, a->layer, a->module, 'A');
-        st = st_writer_add_tensor(w, name, ST_DTYPE_F32, 2, shape_a, p + a->a_off);
-        if (st) break;
-        const float *b = b_in_order(s, a, p, bcopy + a->b_off, 0);
-        peft_tensor_name(name, sizeof name, a->layer, a->module, 'B');
-        st = st_writer_add_tensor(w, name, ST_DTYPE_F32, 2, shape_b, b);
+    char qkv_s[8];
+    qkv_list_str(s->cfg.targets, qkv_s);
+    if (t_qkv) st_writer_set_metadata(w, "twin.c_attn", qkv_s);
+    int n_ft = file_tensors(s, p, bcopy, fused, 0, ft);
+    for (int i = 0; !st && i < n_ft; i++) {
+        int64_t shape[2] = {ft[i].rows, ft[i].cols};
+        st = st_writer_add_tensor(w, ft[i].name, ST_DTYPE_F32, 2, shape, ft[i].data);
     }
     if (st) goto done;
-    /* adapter_config.json: PEFT's LoraConfig fields (its from_pretrained reads them). */
-    tw_sb_puts(&sb, "{\n  \"alpha_pattern\": {},\n  \"base_model_name_or_path\": ");
+    /* adapter_config.json: PEFT's LoraConfig fields (its from_pretrained reads them). GPT-2:
+     * the fused c_attn has rank t r and an alpha giving the same scale (rank_pattern,
+     * alpha_pattern), and Conv1D modules take fan_in_fan_out. */
+    tw_sb_puts(&sb, "{\n  \"alpha_pattern\": {");
+    if (t_qkv > 1)
+        tw_sb_printf(&sb, "\"c_attn\": %.9g",
+                     s->cfg.use_rslora ? (double)s->cfg.alpha * sqrt((double)t_qkv)
+                                       : (double)s->cfg.alpha * t_qkv);
+    tw_sb_puts(&sb, "},\n  \"base_model_name_or_path\": ");
     tw_sb_json_str(&sb, s->base.name, strlen(s->base.name));
     tw_sb_printf(&sb,
-                 ",\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n"
+                 ",\n  \"bias\": \"none\",\n  \"fan_in_fan_out\": %s,\n"
                  "  \"inference_mode\": true,\n  \"init_lora_weights\": true,\n"
                  "  \"layers_pattern\": null,\n  \"layers_to_transform\": null,\n"
                  "  \"lora_alpha\": %.9g,\n  \"lora_dropout\": %.9g,\n"
                  "  \"modules_to_save\": null,\n  \"peft_type\": \"LORA\",\n  \"r\": %d,\n"
-                 "  \"rank_pattern\": {},\n  \"revision\": null,\n  \"target_modules\": [",
-                 (double)s->cfg.alpha, (double)s->cfg.dropout, (int)s->cfg.rank);
+                 "  \"rank_pattern\": {",
+                 gpt2 ? "true" : "false", (double)s->cfg.alpha, (double)s->cfg.dropout,
+                 (int)s->cfg.rank);
+    if (t_qkv > 1) tw_sb_printf(&sb, "\"c_attn\": %d", t_qkv * (int)s->cfg.rank);
+    tw_sb_puts(&sb, "},\n  \"revision\": null,\n  \"target_modules\": [");
     int first = 1;
     for (int m = 0; m < LORA_N_MODULES; m++)
-        if (s->cfg.targets & (1u << m)) {
-            tw_sb_printf(&sb, "%s\"%s\"", first ? "" : ", ", lora_peft[m]);
+        if ((s->cfg.targets & (1u << m)) && (!gpt2 || m > LORA_V)) {
+            tw_sb_printf(&sb, "%s\"%s\"", first ? "" : ", ", gpt2 ? gpt2_peft_path[m] : lora_peft[m]);
             first = 0;
         }
+    if (t_qkv) tw_sb_printf(&sb, "%s\"attn.c_attn\"", first ? "" : ", ");
     tw_sb_printf(&sb,
                  "],\n  \"task_type\": \"CAUSAL_LM\",\n  \"use_dora\": false,\n"
                  "  \"use_rslora\": %s,\n  \"seed\": %llu\n}\n",
@@ -674,6 +990,8 @@ done:
     tw_free(st_path);
     tw_free(p);
     tw_free(bcopy);
+    tw_free(fused);
+    tw_free(ft);
     return st;
 }
 
@@ -702,6 +1020,43 @@ static int peft_parse_name(const char *name, int32_t *layer, int *module, char *
             *layer = (int32_t)l;
             *module = m;
             *ab = q[6];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* GPT-2 under PEFT: "<prefix>N.<attn.c_attn|attn.c_proj|mlp.c_fc|mlp.c_proj>.lora_X.weight"
+ * with the prefix base_model.model.transformer.h. (GPT2LMHeadModel) or a shorter one;
+ * *module is LORA_N_MODULES for the fused c_attn. */
+static int peft_parse_name_gpt2(const char *name, int32_t *layer, int *module, char *ab) {
+    static const char *prefixes[] = {"base_model.model.transformer.h.", "base_model.model.h.",
+                                     "transformer.h.", "h."};
+    static const struct {
+        const char *path;
+        int module;
+    } mods[] = {{"attn.c_attn", LORA_N_MODULES},
+                {"attn.c_proj", LORA_O},
+                {"mlp.c_fc", LORA_UP},
+                {"mlp.c_proj", LORA_DOWN}};
+    const char *p = NULL;
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes && !p; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) p = name + strlen(prefixes[i]);
+    if (!p || *p < '0' || *p > '9') return -1;
+    long l = 0;
+    while (*p >= '0' && *p <= '9') {
+        l = l * 10 + (*p - '0');
+        if (l > 1000000) return -1;
+        p++;
+    }
+    if (*p++ != '.') return -1;
+    for (size_t m = 0; m < sizeof mods / sizeof *mods; m++) {
+        size_t n = strlen(mods[m].path);
+        if (strncmp(p, mods[m].path, n)) continue;
+        if (!strcmp(p + n, ".lora_A.weight") || !strcmp(p + n, ".lora_B.weight")) {
+            *layer = (int32_t)l;
+            *module = mods[m].module;
+            *ab = p[n + 6];
             return 0;
         }
     }
@@ -753,8 +1108,8 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
     tw_json *doc = NULL;
     st_file *f = NULL;
     lora_set *s = NULL;
-    float *host = NULL, *tmp = NULL;
-    uint8_t *seen = NULL;
+    float *host = NULL, *tmp = NULL, *fused = NULL; /* fused: gpt2's c_attn A, B per layer */
+    uint8_t *seen = NULL, *fseen = NULL;
     tw_status st = TW_OK;
     if (!cfg_path || !st_path) {
         st = TW_ERR_NOMEM;
@@ -775,15 +1130,20 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
                       cfg_path, pt);
         goto done;
     }
+    const int gpt2 = is_gpt2(base);
+    int64_t cattn_rank = 0, R = 0; /* c_attn: the pattern's rank, the file's rank */
+    double cattn_alpha = 0;
+    int shared = 0;
     if (tw_json_get_bool(doc, "use_dora", 0) ||
-        tw_json_size(tw_json_get(doc, "rank_pattern")) ||
-        tw_json_size(tw_json_get(doc, "alpha_pattern"))) {
+        (!gpt2 && (tw_json_size(tw_json_get(doc, "rank_pattern")) ||
+                   tw_json_size(tw_json_get(doc, "alpha_pattern"))))) {
         st = tw_error(TW_ERR_UNSUPPORTED,
                       "%s: DoRA and per-module rank/alpha patterns are not supported", cfg_path);
         goto done;
     }
+    if (gpt2 && (st = gpt2_patterns(doc, cfg_path, &cattn_rank, &cattn_alpha))) goto done;
     lora_config cfg;
-    if ((st = lora_config_from_json(doc, cfg_path, &cfg))) goto done;
+    if ((st = config_from_json(doc, cfg_path, gpt2, &cfg))) goto done;
     if (!(f = st_open(st_path))) {
         st = tw_errcode();
         goto done;
@@ -793,9 +1153,53 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
                              n_layer_s ? atoll(n_layer_s) : 0,
                              st_metadata_get(f, "twin.base_sha256"))))
         goto done;
+    if (gpt2 && (cfg.targets & QKV_MASK)) {
+        /* the fused c_attn: twin's block layout (twin.c_attn names its modules) or shared */
+        const char *qs = st_metadata_get(f, "twin.c_attn");
+        if (qs) {
+            unsigned qm = qkv_list_parse(qs);
+            if (!qm) {
+                st = tw_error(TW_ERR_FORMAT, "%s: metadata twin.c_attn '%.16s': expected q,k,v "
+                              "or a subset in that order", st_path, qs);
+                goto done;
+            }
+            cfg.targets = (cfg.targets & ~QKV_MASK) | qm;
+            lora_module mods[3];
+            R = (int64_t)qkv_targets(qm, mods) * cfg.rank;
+        } else {
+            shared = 1;
+            R = cattn_rank ? cattn_rank : cfg.rank;
+            if (!(cfg.targets & ~QKV_MASK)) { /* c_attn alone: its rank and alpha are the set's */
+                cfg.rank = (int32_t)R;
+                if (cattn_alpha > 0) cfg.alpha = (float)cattn_alpha;
+            }
+        }
+        double want_alpha = cfg.alpha, have_alpha = cattn_alpha > 0 ? cattn_alpha : cfg.alpha;
+        if (!shared && R != cfg.rank)
+            want_alpha = cfg.use_rslora ? cfg.alpha * sqrt((double)R / cfg.rank)
+                                        : (double)cfg.alpha * (double)R / cfg.rank;
+        if ((cattn_rank && cattn_rank != R) || (!cattn_rank && R != cfg.rank) ||
+            (shared && R != cfg.rank) || fabs(have_alpha - want_alpha) > 1e-6 * want_alpha) {
+            st = tw_error(TW_ERR_UNSUPPORTED,
+                          "%s: c_attn has rank %lld and alpha %g, the other modules rank %d and "
+                          "alpha %g: twin sets have one rank and scale for every module",
+                          cfg_path, (long long)(cattn_rank ? cattn_rank : cfg.rank), have_alpha,
+                          (int)cfg.rank, (double)cfg.alpha);
+            goto done;
+        }
+    }
     if ((st = set_layout(base, &cfg, &s))) {
         if (st == TW_ERR_ARG) st = tw_error(TW_ERR_RUNTIME, "%s: %s", cfg_path, tw_errmsg());
         goto done;
+    }
+    const int64_t d = base->n_embd;
+    if (gpt2) {
+        fused = tw_calloc((size_t)base->n_layer * (size_t)(R * d + 3 * d * R) + 1, sizeof(float));
+        fseen = tw_calloc((size_t)base->n_layer * 2 + 1, 1);
+        if (!fused || !fseen) {
+            st = tw_error(TW_ERR_NOMEM, "%s: out of memory", st_path);
+            goto done;
+        }
     }
     host = tw_calloc(s->n_floats ? s->n_floats : 1, sizeof(float));
     seen = tw_calloc((size_t)s->n_ad * 2 + 1, 1);
@@ -813,7 +1217,8 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
         int32_t layer;
         int m;
         char ab;
-        if (peft_parse_name(ti->name, &layer, &m, &ab)) {
+        if (gpt2 ? peft_parse_name_gpt2(ti->name, &layer, &m, &ab)
+                 : peft_parse_name(ti->name, &layer, &m, &ab)) {
             st = tw_error(TW_ERR_FORMAT,
                           "%s: tensor '%.120s' is not a LoRA A/B of a module twin adapts",
                           st_path, ti->name);
@@ -825,13 +1230,33 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
                           st_path, ti->name, (int)layer, (int)base->n_layer);
             break;
         }
+        int64_t rows = ti->n_dims == 2 ? ti->shape[0] : -1, cols = ti->n_dims == 2 ? ti->shape[1] : -1;
+        if (m == LORA_N_MODULES) { /* gpt2's fused c_attn: A (R, d), B (3d, R) */
+            if (!(cfg.targets & QKV_MASK)) {
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s': c_attn is not in "
+                              "target_modules", st_path, ti->name);
+                break;
+            }
+            if ((st = check_shape(st_path, ti->name, rows, cols, ab == 'A' ? R : 3 * d,
+                                  ab == 'A' ? d : R)))
+                break;
+            if (fseen[layer * 2 + (ab == 'B')]) {
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s' twice", st_path, ti->name);
+                break;
+            }
+            fseen[layer * 2 + (ab == 'B')] = 1;
+            float *dst = fused + (size_t)layer * (size_t)(R * d + 3 * d * R) +
+                         (ab == 'B' ? (size_t)(R * d) : 0);
+            if ((st = st_tensor_to_f32(ti, dst))) break;
+            if ((st = check_finite(st_path, ti->name, dst, rows * cols))) break;
+            continue;
+        }
         const lora_adapter *a = lora_set_find(s, layer, (lora_module)m);
         if (!a) {
             st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s': module %s is not in target_modules",
-                          st_path, ti->name, lora_peft[m]);
+                          st_path, ti->name, gpt2 ? gpt2_peft_path[m] : lora_peft[m]);
             break;
         }
-        int64_t rows = ti->n_dims == 2 ? ti->shape[0] : -1, cols = ti->n_dims == 2 ? ti->shape[1] : -1;
         if (ab == 'A')
             st = check_shape(st_path, ti->name, rows, cols, a->rank, a->in);
         else
@@ -848,11 +1273,27 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
         if ((st = check_finite(st_path, ti->name, dst, rows * cols))) break;
         if (ab == 'B') b_from_file(s, a, tmp, host + a->b_off, 0);
     }
+    for (int32_t l = 0; !st && gpt2 && (cfg.targets & QKV_MASK) && l < base->n_layer; l++) {
+        char name[160];
+        for (int k = 0; k < 2 && !st; k++)
+            if (!fseen[l * 2 + k]) {
+                peft_tensor_name(name, sizeof name, 1, l, LORA_Q, k ? 'B' : 'A');
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' missing", st_path, name);
+            }
+        if (st) break;
+        peft_tensor_name(name, sizeof name, 1, l, LORA_Q, 'B');
+        const float *A = fused + (size_t)l * (size_t)(R * d + 3 * d * R);
+        st = qkv_split(s, host, l, A, A + R * d, R, shared, 1.0f, st_path, name);
+        for (int mq = LORA_Q; mq <= LORA_V; mq++) {
+            const lora_adapter *a = lora_set_find(s, l, (lora_module)mq);
+            if (a) seen[(size_t)(a - s->ad) * 2] = seen[(size_t)(a - s->ad) * 2 + 1] = 1;
+        }
+    }
     for (int32_t i = 0; !st && i < s->n_ad; i++)
         for (int k = 0; k < 2 && !st; k++)
             if (!seen[(size_t)i * 2 + (size_t)k]) {
                 char name[160];
-                peft_tensor_name(name, sizeof name, s->ad[i].layer, s->ad[i].module,
+                peft_tensor_name(name, sizeof name, gpt2, s->ad[i].layer, s->ad[i].module,
                                  k ? 'B' : 'A');
                 st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' missing", st_path, name);
             }
@@ -877,6 +1318,8 @@ done:
     tw_free(host);
     tw_free(tmp);
     tw_free(seen);
+    tw_free(fused);
+    tw_free(fseen);
     return st;
 }
 
@@ -894,28 +1337,32 @@ tw_status lora_save_gguf(const lora_set *s, const char *path, tw_dtype type) {
     tw_status st = TW_OK;
     float *p = tw_malloc((s->n_floats ? s->n_floats : 1) * sizeof(float));
     float *bcopy = tw_malloc((s->n_floats ? s->n_floats : 1) * sizeof(float));
+    float *fused = tw_malloc(fused_floats(s) * sizeof(float));
+    lora_ftensor *ft = tw_malloc((size_t)(2 * s->n_ad + 1) * sizeof *ft);
     uint8_t *q = NULL;
     gguf_writer *w = gguf_writer_new(3, 0);
-    /* Converted tensors: each at its own offset in q (row bytes * rows per tensor). */
-    size_t qbytes = 0;
-    for (int32_t i = 0; i < s->n_ad; i++) {
-        const lora_adapter *a = &s->ad[i];
-        size_t ra = tw_dtype_row_bytes(type, a->in), rb = tw_dtype_row_bytes(type, a->rank);
-        if (!ra || !rb) {
-            st = tw_error(TW_ERR_ARG,
-                          "%s: %s rows of %lld or %lld values do not split into %s blocks", path,
-                          tw_dtype_name(type), (long long)a->in, (long long)a->rank,
-                          tw_dtype_name(type));
-            goto done;
-        }
-        qbytes += ra * (size_t)a->rank + rb * (size_t)a->out;
-    }
-    q = tw_malloc(qbytes ? qbytes : 1);
-    if (!p || !bcopy || !w || !q) {
+    if (!p || !bcopy || !fused || !ft || !w) {
         st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving the adapter", path);
         goto done;
     }
     if ((st = lora_set_download(s, LORA_PARAM, p))) goto done;
+    const int n_ft = file_tensors(s, p, bcopy, fused, 1, ft);
+    /* Converted tensors: each at its own offset in q (row bytes * rows per tensor). */
+    size_t qbytes = 0;
+    for (int i = 0; i < n_ft; i++) {
+        size_t rb = tw_dtype_row_bytes(type, ft[i].cols);
+        if (!rb) {
+            st = tw_error(TW_ERR_ARG, "%s: %s: rows of %lld values do not split into %s blocks",
+                          path, ft[i].name, (long long)ft[i].cols, tw_dtype_name(type));
+            goto done;
+        }
+        qbytes += rb * (size_t)ft[i].rows;
+    }
+    q = tw_malloc(qbytes ? qbytes : 1);
+    if (!q) {
+        st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving the adapter", path);
+        goto done;
+    }
     float alpha_gguf = s->cfg.use_rslora ? (float)(s->cfg.alpha * sqrt((double)s->cfg.rank))
                                          : s->cfg.alpha;
     st = gguf_writer_set_str(w, "general.architecture", s->base.arch);
@@ -929,33 +1376,31 @@ tw_status lora_save_gguf(const lora_set *s, const char *path, tw_dtype type) {
     if (!st) st = gguf_writer_set_u32(w, "twin.n_layer", (uint32_t)s->base.n_layer);
     if (!st && s->base.name[0]) st = gguf_writer_set_str(w, "twin.base_name", s->base.name);
     if (!st && s->base.sha256[0]) st = gguf_writer_set_str(w, "twin.base_sha256", s->base.sha256);
+    char qkv_s[8];
+    qkv_list_str(s->cfg.targets, qkv_s);
+    if (!st && is_gpt2(&s->base) && qkv_s[0]) st = gguf_writer_set_str(w, "twin.lora.qkv", qkv_s);
     size_t qoff = 0;
-    for (int32_t i = 0; !st && i < s->n_ad; i++) {
-        const lora_adapter *a = &s->ad[i];
-        char name[96];
-        const float *b = b_in_order(s, a, p, bcopy + a->b_off, 1);
-        const float *src[2] = {p + a->a_off, b};
-        int64_t cols[2] = {a->in, a->rank}, rows[2] = {a->rank, a->out};
-        for (int k = 0; k < 2 && !st; k++) {
-            const void *data = src[k];
-            if (type != TW_DTYPE_F32) {
-                size_t rbytes = tw_dtype_row_bytes(type, cols[k]);
-                for (int64_t r = 0; !st && r < rows[k]; r++)
-                    st = tw_quantize_row(type, src[k] + r * cols[k], q + qoff + (size_t)r * rbytes,
-                                         cols[k]);
-                data = q + qoff;
-                qoff += rbytes * (size_t)rows[k];
-            }
-            int64_t ne[2] = {cols[k], rows[k]};
-            gguf_tensor_name(name, sizeof name, a->layer, a->module, k ? 'b' : 'a');
-            if (!st) st = gguf_writer_add_tensor(w, name, type, 2, ne, data);
+    for (int i = 0; !st && i < n_ft; i++) {
+        const lora_ftensor *f = &ft[i];
+        const void *data = f->data;
+        if (type != TW_DTYPE_F32) {
+            size_t rbytes = tw_dtype_row_bytes(type, f->cols);
+            for (int64_t r = 0; !st && r < f->rows; r++)
+                st = tw_quantize_row(type, f->data + r * f->cols, q + qoff + (size_t)r * rbytes,
+                                     f->cols);
+            data = q + qoff;
+            qoff += rbytes * (size_t)f->rows;
         }
+        int64_t ne[2] = {f->cols, f->rows};
+        if (!st) st = gguf_writer_add_tensor(w, f->name, type, 2, ne, data);
     }
     if (!st) st = gguf_writer_write(w, path);
 done:
     gguf_writer_free(w);
     tw_free(p);
     tw_free(bcopy);
+    tw_free(fused);
+    tw_free(ft);
     tw_free(q);
     return st;
 }
@@ -972,8 +1417,9 @@ static tw_status gguf_str_copy(const gguf_file *f, const char *key, char *out, s
     return TW_OK;
 }
 
-/* "blk.N.<gguf module>.weight.lora_a|b" */
-static int gguf_parse_name(gguf_str nm, int32_t *layer, int *module, char *ab) {
+/* "blk.N.<gguf module>.weight.lora_a|b"; gpt2 (fused): "blk.N.attn_qkv.weight.lora_a|b" gives
+ * *module LORA_N_MODULES. */
+static int gguf_parse_name(gguf_str nm, int gpt2, int32_t *layer, int *module, char *ab) {
     char name[80];
     if (nm.len >= sizeof name) return -1;
     memcpy(name, nm.ptr, nm.len);
@@ -988,9 +1434,11 @@ static int gguf_parse_name(gguf_str nm, int32_t *layer, int *module, char *ab) {
         p++;
     }
     if (*p++ != '.') return -1;
-    for (int m = 0; m < LORA_N_MODULES; m++) {
-        size_t nm2 = strlen(lora_gguf[m]);
-        if (strncmp(p, lora_gguf[m], nm2)) continue;
+    for (int m = 0; m <= LORA_N_MODULES; m++) {
+        const char *mn = m < LORA_N_MODULES ? lora_gguf[m] : gpt2 ? "attn_qkv" : NULL;
+        if (!mn || (gpt2 && m <= LORA_V)) continue; /* gpt2 has no separate q, k, v weights */
+        size_t nm2 = strlen(mn);
+        if (strncmp(p, mn, nm2)) continue;
         const char *q = p + nm2;
         if (!strcmp(q, ".weight.lora_a") || !strcmp(q, ".weight.lora_b")) {
             *layer = (int32_t)l;
@@ -1007,8 +1455,8 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
     gguf_file *f = gguf_open(path);
     if (!f) return tw_errcode();
     lora_set *s = NULL;
-    float *host = NULL, *tmp = NULL;
-    uint8_t *seen = NULL;
+    float *host = NULL, *tmp = NULL, *fused = NULL; /* fused: gpt2's attn_qkv a, b per layer */
+    uint8_t *seen = NULL, *fseen = NULL;
     char buf[256];
     tw_status st = TW_OK;
     if ((st = gguf_str_copy(f, "general.type", buf, sizeof buf))) goto done;
@@ -1037,17 +1485,30 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
     cfg.targets = 0;
     cfg.rank = 0;
     cfg.dropout = 0;
+    const int gpt2 = is_gpt2(base);
+    int64_t R = 0; /* gpt2: the fused attn_qkv adapter's rank */
+    int nblk = 1, shared = 0;
     for (uint64_t t = 0; t < gguf_n_tensors(f); t++) {
         const gguf_tensor *ti = gguf_tensor_at(f, t);
         int32_t layer;
         int m;
         char ab;
-        if (gguf_parse_name(ti->name, &layer, &m, &ab)) {
+        if (gguf_parse_name(ti->name, gpt2, &layer, &m, &ab)) {
             st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.*s' is not a LoRA a/b of a module twin adapts",
                           path, (int)(ti->name.len > 80 ? 80 : ti->name.len), ti->name.ptr);
             goto done;
         }
         int64_t r = ab == 'a' ? ti->ne[1] : ti->ne[0];
+        if (m == LORA_N_MODULES) {
+            if (ti->n_dims != 2 || r < 1 || r > 4 * 65536 || (R && r != R)) {
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.*s': rank %lld differs from %lld",
+                              path, (int)ti->name.len, ti->name.ptr, (long long)r, (long long)R);
+                goto done;
+            }
+            R = r;
+            cfg.targets |= QKV_MASK;
+            continue;
+        }
         if (ti->n_dims != 2 || r < 1 || (cfg.rank && r != cfg.rank)) {
             st = tw_error(TW_ERR_FORMAT,
                           "%s: tensor '%.*s': rank %lld differs from %d (one rank per adapter set)",
@@ -1064,6 +1525,30 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
     if (!cfg.targets) {
         st = tw_error(TW_ERR_FORMAT, "%s: no LoRA tensors", path);
         goto done;
+    }
+    if (R) { /* gpt2's attn_qkv: twin's block layout (twin.lora.qkv) or shared */
+        char qs[16];
+        if ((st = gguf_str_copy(f, "twin.lora.qkv", qs, sizeof qs))) goto done;
+        if (qs[0]) {
+            unsigned qm = qkv_list_parse(qs);
+            lora_module mods[3];
+            if (!qm) {
+                st = tw_error(TW_ERR_FORMAT, "%s: twin.lora.qkv '%s': expected q,k,v or a subset "
+                              "in that order", path, qs);
+                goto done;
+            }
+            cfg.targets = (cfg.targets & ~QKV_MASK) | qm;
+            nblk = qkv_gguf_blocks(qkv_targets(qm, mods));
+        } else {
+            shared = 1;
+        }
+        if (!cfg.rank) cfg.rank = (int32_t)(R / nblk);
+        if (R != (int64_t)nblk * cfg.rank) {
+            st = tw_error(TW_ERR_UNSUPPORTED, "%s: attn_qkv has rank %lld, the other modules "
+                          "%d: twin sets have one rank for every module", path, (long long)R,
+                          (int)cfg.rank);
+            goto done;
+        }
     }
     double alpha = 0;
     if (gguf_find(f, "twin.lora.alpha")) {
@@ -1097,7 +1582,12 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
         if ((size_t)(s->ad[i].out * s->ad[i].rank) > tmp_n)
             tmp_n = (size_t)(s->ad[i].out * s->ad[i].rank);
     tmp = tw_malloc(tmp_n * sizeof(float));
-    if (!host || !seen || !tmp) {
+    const int64_t d = base->n_embd;
+    if (R) {
+        fused = tw_calloc((size_t)base->n_layer * (size_t)(R * d + 3 * d * R) + 1, sizeof(float));
+        fseen = tw_calloc((size_t)base->n_layer * 2 + 1, 1);
+    }
+    if (!host || !seen || !tmp || (R && (!fused || !fseen))) {
         st = tw_error(TW_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
@@ -1106,13 +1596,36 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
         int32_t layer;
         int m;
         char ab;
-        gguf_parse_name(ti->name, &layer, &m, &ab); /* checked above */
+        gguf_parse_name(ti->name, gpt2, &layer, &m, &ab); /* checked above */
         char tname[96];
         snprintf(tname, sizeof tname, "%.*s", (int)ti->name.len, ti->name.ptr);
         if (layer >= base->n_layer) {
             st = tw_error(TW_ERR_RUNTIME, "%s: tensor '%s' is for layer %d, the base has %d layers",
                           path, tname, (int)layer, (int)base->n_layer);
             break;
+        }
+        if (m == LORA_N_MODULES) { /* gpt2's attn_qkv: lora_a {d, R}, lora_b {R, 3d} */
+            if ((st = check_shape(path, tname, ti->ne[1], ti->ne[0], ab == 'a' ? R : 3 * d,
+                                  ab == 'a' ? d : R)))
+                break;
+            if (!tw_dtype_can_dequantize(ti->type)) {
+                st = tw_error(TW_ERR_UNSUPPORTED, "%s: tensor '%s': type %s", path, tname,
+                              tw_dtype_name(ti->type) ? tw_dtype_name(ti->type) : "?");
+                break;
+            }
+            if (fseen[layer * 2 + (ab == 'b')]) {
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' twice", path, tname);
+                break;
+            }
+            fseen[layer * 2 + (ab == 'b')] = 1;
+            float *dst = fused + (size_t)layer * (size_t)(R * d + 3 * d * R) +
+                         (ab == 'b' ? (size_t)(R * d) : 0);
+            size_t rb = tw_dtype_row_bytes(ti->type, ti->ne[0]);
+            for (int64_t r = 0; !st && r < ti->ne[1]; r++)
+                st = tw_dequantize_row(ti->type, (const uint8_t *)ti->data + (size_t)r * rb,
+                                       dst + r * ti->ne[0], ti->ne[0]);
+            if (!st) st = check_finite(path, tname, dst, ti->ne[0] * ti->ne[1]);
+            continue;
         }
         const lora_adapter *a = lora_set_find(s, layer, (lora_module)m);
         /* GGUF ne is (cols, rows): lora_a {in, r}, lora_b {r, out}. */
@@ -1140,6 +1653,22 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
         if (!st) st = check_finite(path, tname, dst, ti->ne[0] * ti->ne[1]);
         if (!st && ab == 'b') b_from_file(s, a, tmp, host + a->b_off, 1);
     }
+    for (int32_t l = 0; !st && R && l < base->n_layer; l++) {
+        char name[96];
+        for (int k = 0; k < 2 && !st; k++)
+            if (!fseen[l * 2 + k]) {
+                snprintf(name, sizeof name, "blk.%d.attn_qkv.weight.lora_%c", (int)l, k ? 'b' : 'a');
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' missing", path, name);
+            }
+        if (st) break;
+        snprintf(name, sizeof name, "blk.%d.attn_qkv.weight.lora_b", (int)l);
+        const float *A = fused + (size_t)l * (size_t)(R * d + 3 * d * R);
+        st = qkv_split(s, host, l, A, A + R * d, R, shared, (float)nblk, path, name);
+        for (int mq = LORA_Q; mq <= LORA_V; mq++) {
+            const lora_adapter *a = lora_set_find(s, l, (lora_module)mq);
+            if (a) seen[(size_t)(a - s->ad) * 2] = seen[(size_t)(a - s->ad) * 2 + 1] = 1;
+        }
+    }
     for (int32_t i = 0; !st && i < s->n_ad; i++)
         for (int k = 0; k < 2 && !st; k++)
             if (!seen[(size_t)i * 2 + (size_t)k]) {
@@ -1163,6 +1692,8 @@ done:
     tw_free(host);
     tw_free(tmp);
     tw_free(seen);
+    tw_free(fused);
+    tw_free(fseen);
     return st;
 }
 
@@ -1249,6 +1780,7 @@ tw_status lora_merge_gguf(const char *base_path, const lora_set *s, const char *
         st = gguf_writer_set_value(w, key, &kv->value);
     }
     float scale = lora_set_scale(s);
+    const int gpt2 = is_gpt2(sb);
     for (uint64_t t = 0; !st && t < gguf_n_tensors(f); t++) {
         const gguf_tensor *ti = gguf_tensor_at(f, t);
         char name[80];
@@ -1258,20 +1790,31 @@ tw_status lora_merge_gguf(const char *base_path, const lora_set *s, const char *
         int layer;
         char mod[32];
         int used = 0;
+        /* gpt2's fused attn_qkv (3d, d): rows [j d, (j+1) d) take the adapter of q, k, v */
+        int qkv = 0;
+        int64_t out_rows = 0;
         if (sscanf(name, "blk.%d.%31[a-z_].weight%n", &layer, mod, &used) == 2 &&
             (size_t)used == strlen(name)) {
             int m = module_lookup(mod, strlen(mod));
-            if (m >= 0 && !strcmp(mod, lora_gguf[m])) a = lora_set_find(s, layer, (lora_module)m);
+            if (m >= 0 && !strcmp(mod, lora_gguf[m]) && (!gpt2 || m > LORA_V)) {
+                a = lora_set_find(s, layer, (lora_module)m);
+                if (a) out_rows = a->out;
+            } else if (gpt2 && !strcmp(mod, "attn_qkv")) {
+                for (int mq = LORA_Q; mq <= LORA_V && !a; mq++)
+                    a = lora_set_find(s, layer, (lora_module)mq);
+                qkv = a != NULL;
+                out_rows = 3 * (int64_t)sb->n_embd;
+            }
         }
         if (!a) {
             st = gguf_writer_add_tensor(w, name, ti->type, ti->n_dims, ti->ne, ti->data);
             continue;
         }
-        if (ti->ne[0] != a->in || ti->ne[1] != a->out || ti->n_dims != 2) {
+        if (ti->ne[0] != a->in || ti->ne[1] != out_rows || ti->n_dims != 2) {
             st = tw_error(TW_ERR_RUNTIME, "%s: tensor '%s' is [%lld, %lld], the adapter needs "
                                           "[%lld, %lld]",
                           base_path, name, (long long)ti->ne[1], (long long)ti->ne[0],
-                          (long long)a->out, (long long)a->in);
+                          (long long)out_rows, (long long)a->in);
             break;
         }
         if (!tw_dtype_can_dequantize(ti->type)) {
@@ -1281,23 +1824,32 @@ tw_status lora_merge_gguf(const char *base_path, const lora_set *s, const char *
         }
         tw_dtype ot = merge_type(type, ti->type, a->in);
         size_t in_rb = tw_dtype_row_bytes(ti->type, a->in), out_rb = tw_dtype_row_bytes(ot, a->in);
-        outs[t] = tw_malloc(out_rb * (size_t)a->out);
+        outs[t] = tw_malloc(out_rb * (size_t)out_rows);
         if (!outs[t]) {
             st = tw_error(TW_ERR_NOMEM, "%s: out of memory merging '%s'", base_path, name);
             break;
         }
-        /* B in the file's row order (llama GGUF: permuted Q/K). */
-        const float *B = b_in_order(s, a, p, bperm + a->b_off, fb.qk_permuted);
-        const float *A = p + a->a_off;
-        for (int64_t o = 0; !st && o < a->out; o++) {
+        for (int64_t o = 0; !st && o < out_rows; o++) {
             st = tw_dequantize_row(ti->type, (const uint8_t *)ti->data + (size_t)o * in_rb, row,
                                    a->in);
             if (st) break;
-            /* row += scale * B[o,:] . A: the rank-r product, one row at a time. */
-            for (int64_t k = 0; k < a->rank; k++) {
-                float c = scale * B[o * a->rank + k];
-                const float *ak = A + k * a->in;
-                for (int64_t j = 0; j < a->in; j++) row[j] += c * ak[j];
+            const lora_adapter *ra = a; /* the adapter of this row, and its row in B */
+            int64_t ro = o;
+            if (qkv) {
+                ra = lora_set_find(s, layer, (lora_module)(LORA_Q + o / sb->n_embd));
+                ro = o % sb->n_embd;
+            }
+            if (ra) {
+                /* B in the file's row order (llama GGUF: permuted Q/K); gpt2: as the set's */
+                const float *B = qkv ? p + ra->b_off : b_in_order(s, ra, p, bperm + ra->b_off,
+                                                                  fb.qk_permuted);
+                const float *A = p + ra->a_off;
+                /* row += scale * B[ro,:] . A: the rank-r product, one row at a time. */
+                for (int64_t k = 0; k < ra->rank; k++) {
+                    float c = scale * B[ro * ra->rank + k];
+                    const float *ak = A + k * ra->in;
+                    for (int64_t j = 0; j < ra->in; j++) row[j] += c * ak[j];
+                }
             }
             st = tw_quantize_row(ot, row, outs[t] + (size_t)o * out_rb, a->in);
         }

@@ -29,9 +29,14 @@
  * read back into the base's order, so an adapter trained on the GGUF SmolLM2 is a correct PEFT
  * adapter for the HF model and vice versa.
  *
+ * GPT-2: q, k, v are adapters on the three row ranges of the fused c_attn (the loader's views),
+ * o on attn.c_proj, up on mlp.c_fc, down on mlp.c_proj; there is no gate. The files hold q, k,
+ * v as one fused adapter, exactly (lora_save_peft, lora_save_gguf).
+ *
  * Errors (core.h): TW_ERR_ARG (a bad config: rank < 1 or larger than a layer's smaller side,
- * no targets, alpha not finite, dropout outside [0, 1)), TW_ERR_UNSUPPORTED (an architecture
- * other than the llama family: gpt2 fuses q/k/v, bert is not trained here), TW_ERR_FORMAT (a
+ * no targets, a target the architecture lacks, alpha not finite, dropout outside [0, 1)),
+ * TW_ERR_UNSUPPORTED (an architecture other than the llama family and gpt2: bert is not
+ * trained here), TW_ERR_FORMAT (a
  * damaged or foreign adapter file: the message names the file and tensor/key),
  * TW_ERR_NOT_FOUND (a missing file or tensor), TW_ERR_RUNTIME (an adapter made for another base
  * model: the message names what differs), TW_ERR_IO, TW_ERR_NOMEM, backend errors.
@@ -80,12 +85,18 @@ tw_status lora_targets_parse(const char *list, unsigned *mask);
 
 /* The base model an adapter set is made for: enough to size, check and order the adapters. */
 typedef struct {
-    char arch[16];      /* "llama" or "qwen2" (model.h's names) */
+    char arch[16];      /* "llama", "qwen2" or "gpt2" (model.h's names) */
     int32_t n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff;
     int qk_permuted;    /* 1: Q/K rows in llama.cpp's GGUF order (a GGUF llama); 0: HF order */
     char name[256];     /* base_model_name_or_path for PEFT: a path or a name; may be "" */
     char sha256[65];    /* the base's content hash (lora_model_hash), "" when not computed */
 } lora_base;
+
+/* The modules a base has: all seven for the llama family; q, k, v, o, up, down for gpt2. */
+unsigned lora_base_modules(const lora_base *b);
+/* lora_targets_parse for base b: "all", "attn", "mlp" keep only b's modules ("all" is six
+ * for gpt2); a module named explicitly that b lacks (gate on gpt2) is TW_ERR_ARG. */
+tw_status lora_targets_parse_for(const char *list, const lora_base *b, unsigned *mask);
 
 /* Fills *out from a loaded model (its hparams, its file kind for qk_permuted, its path as the
  * name). sha256 is left "" (hashing reads the whole file: lora_model_hash). TW_ERR_UNSUPPORTED

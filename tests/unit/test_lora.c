@@ -205,8 +205,12 @@ static void test_layout_and_init(void) {
     CHECK(lora_set_new(be, &b, &big, &bad) == TW_OK);
     lora_set_free(bad);
     lora_base g = b;
-    snprintf(g.arch, sizeof g.arch, "gpt2");
+    snprintf(g.arch, sizeof g.arch, "bert");
     CHECK(lora_set_new(be, &g, &c, &bad) == TW_ERR_UNSUPPORTED);
+    CHECK(strstr(tw_errmsg(), "bert") != NULL);
+    /* gpt2 (trained since issue 6's second part) wants multi-head attention */
+    snprintf(g.arch, sizeof g.arch, "gpt2");
+    CHECK(lora_set_new(be, &g, &c, &bad) == TW_ERR_ARG);
     CHECK(strstr(tw_errmsg(), "gpt2") != NULL);
 }
 

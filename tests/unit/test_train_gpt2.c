@@ -1,0 +1,450 @@
+/* test_train_gpt2: the GPT-2 training step (engine/train_gpt2.c through train.c) on a tiny
+ * random GPT-2 (2 layers, n_embd 32, 4 heads, n_ff 64, 16 learned positions, LayerNorms with
+ * biases, fused c_attn, tied head; LoRA rank 4 on q, k, v, o, up, down):
+ *   - golden: the loss, every token's loss and every LoRA gradient of one packed batch equal
+ *     an independent float64 numpy forward + backward (tools/gen_train_golden.py ->
+ *     tests/data/train/tiny-gpt2.*) within float32 accumulation bounds;
+ *   - finite differences of the whole float32 model agree with the backward on the largest
+ *     coordinate of every adapter, for SFT and for DPO;
+ *   - recompute, repeated runs and 1 vs 2 threads give the same bits; packed examples do not
+ *     see each other; a position past the learned ones is refused;
+ *   - targets: "all" is six modules on GPT-2, an explicit gate is refused with a message.
+ * `test_train_gpt2 --write-model PATH` writes the tiny GPT-2 GGUF (the CLI tests use it). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "json.h"
+#include "kernels.h"
+#include "lora.h"
+#include "model.h"
+#include "test.h"
+#include "train.h"
+
+static tw_json *gold;
+static float *gbin;
+static size_t gbin_n;
+
+/* The golden tensor called name: its floats, *n receives the count. */
+static const float *gtensor(const char *name, int64_t *rows, int64_t *cols) {
+    const tw_json *t = tw_json_get(tw_json_get(gold, "tensors"), name);
+    if (!t) {
+        fprintf(stderr, "golden tensor %s missing\n", name);
+        exit(1);
+    }
+    const tw_json *shape = tw_json_get(t, "shape");
+    const tw_json *s0 = tw_json_first(shape), *s1 = tw_json_next(s0);
+    *rows = (int64_t)tw_json_num(s0, 0);
+    *cols = s1 ? (int64_t)tw_json_num(s1, 0) : 1;
+    size_t off = (size_t)tw_json_get_num(t, "offset", 0) / 4;
+    if (off + (size_t)(*rows * *cols) > gbin_n) {
+        fprintf(stderr, "golden tensor %s outside the .bin\n", name);
+        exit(1);
+    }
+    return gbin + off;
+}
+
+static void golden_load(void) {
+    const char *data = getenv("TWIN_TEST_DATA");
+    if (!data) data = "tests/data";
+    char path[1024];
+    snprintf(path, sizeof path, "%.900s/train/tiny-gpt2.json", data);
+    gold = tw_json_parse_file(path);
+    if (!gold) {
+        fprintf(stderr, "%s\n", tw_errmsg());
+        exit(1);
+    }
+    snprintf(path, sizeof path, "%.900s/train/tiny-gpt2.bin", data);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    gbin_n = (size_t)sz / 4;
+    gbin = malloc((size_t)sz);
+    if (fread(gbin, 1, (size_t)sz, f) != (size_t)sz) exit(1);
+    fclose(f);
+}
+
+/* The tiny GPT-2 as a GGUF at path: the tokenizer metadata of the tiny GPT-2 fixture (288
+ * tokens) and the golden weights (llama.cpp's gpt2 names; no output.weight: tied head). */
+static int write_model(const char *path) {
+    const char *data = getenv("TWIN_TEST_DATA");
+    if (!data) data = "tests/data";
+    char tp[1024];
+    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
+    gguf_file *tf = gguf_open(tp);
+    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
+    const tw_json *c = tw_json_get(gold, "config");
+    gguf_writer *w = gguf_writer_new(3, 0);
+    gguf_writer_set_str(w, "general.architecture", "gpt2");
+    gguf_writer_set_str(w, "general.name", "twin tiny gpt2 (random weights, train golden)");
+    gguf_writer_set_u32(w, "gpt2.context_length", (uint32_t)tw_json_get_num(c, "n_ctx", 0));
+    gguf_writer_set_u32(w, "gpt2.embedding_length", (uint32_t)tw_json_get_num(c, "n_embd", 0));
+    gguf_writer_set_u32(w, "gpt2.block_count", (uint32_t)tw_json_get_num(c, "n_layer", 0));
+    gguf_writer_set_u32(w, "gpt2.feed_forward_length", (uint32_t)tw_json_get_num(c, "n_ff", 0));
+    gguf_writer_set_u32(w, "gpt2.attention.head_count", (uint32_t)tw_json_get_num(c, "n_head", 0));
+    gguf_writer_set_f32(w, "gpt2.attention.layer_norm_epsilon", (float)tw_json_get_num(c, "norm_eps", 0));
+    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
+        const gguf_kv *kv = gguf_kv_at(tf, i);
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
+    }
+    for (const tw_json *t = tw_json_first(tw_json_get(gold, "tensors")); t; t = tw_json_next(t)) {
+        const char *name = tw_json_key(t);
+        if (strncmp(name, "lora.", 5) == 0 || strncmp(name, "grad.", 5) == 0) continue;
+        int64_t rows, cols;
+        const float *p = gtensor(name, &rows, &cols);
+        const tw_json *s1 = tw_json_next(tw_json_first(tw_json_get(t, "shape")));
+        int64_t ne[2] = {s1 ? cols : rows, s1 ? rows : 1};
+        gguf_writer_add_tensor(w, name, TW_DTYPE_F32, s1 ? 2 : 1, ne, p);
+    }
+    tw_status st = gguf_writer_write(w, path);
+    gguf_writer_free(w);
+    gguf_close(tf);
+    if (st != TW_OK) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
+    return 0;
+}
+
+static tw_backend *be;
+static tw_model *model;
+static lora_set *set;
+static float *params; /* host copy of the PARAM region with the golden A/B */
+static size_t n_floats;
+
+static const char *const mods[7] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+static int32_t b_tok[64], b_tgt[64], b_pos[64], b_seg[64];
+static int64_t b_n;
+static size_t b_ex[3];
+
+static void read_ints(const char *key, int32_t *out) {
+    int64_t i = 0;
+    for (const tw_json *v = tw_json_first(tw_json_get(tw_json_get(gold, "batch"), key)); v;
+         v = tw_json_next(v))
+        out[i++] = (int32_t)tw_json_num(v, 0);
+    b_n = i;
+}
+
+static void setup(const char *tmpdir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/tiny-gpt2.gguf", tmpdir);
+    CHECK(write_model(path) == 0);
+    CHECK(tw_backend_open("cpu", &be) == TW_OK);
+    CHECK(tw_model_load(path, be, NULL, &model) == TW_OK);
+    if (!model) {
+        fprintf(stderr, "%s\n", tw_errmsg());
+        exit(1);
+    }
+    lora_base base;
+    CHECK(lora_base_from_model(model, &base) == TW_OK);
+    CHECK(strcmp(base.arch, "gpt2") == 0 && base.qk_permuted == 0);
+    lora_config cfg;
+    lora_config_default(&cfg);
+    cfg.rank = 4;
+    cfg.alpha = 8;
+    cfg.dropout = 0;
+    CHECK(lora_targets_parse_for("all", &base, &cfg.targets) == TW_OK);
+    CHECK(cfg.targets == LORA_ALL_MODULES - (1u << LORA_GATE));
+    if (lora_set_new(be, &base, &cfg, &set) != TW_OK) {
+        fprintf(stderr, "%s\n", tw_errmsg());
+        exit(1);
+    }
+    CHECK(lora_set_n_adapters(set) == 2 * 6);
+    n_floats = lora_set_n_floats(set);
+    params = calloc(n_floats, sizeof(float));
+    CHECK(lora_set_download(set, LORA_PARAM, params) == TW_OK);
+    for (int32_t i = 0; i < lora_set_n_adapters(set); i++) {
+        const lora_adapter *a = lora_set_adapter(set, i);
+        char name[64];
+        int64_t r, c;
+        snprintf(name, sizeof name, "lora.%d.%s.A", (int)a->layer, mods[a->module]);
+        const float *A = gtensor(name, &r, &c);
+        CHECK(r == a->rank && c == a->in);
+        memcpy(params + a->a_off, A, (size_t)(r * c) * 4);
+        snprintf(name, sizeof name, "lora.%d.%s.B", (int)a->layer, mods[a->module]);
+        const float *B = gtensor(name, &r, &c);
+        CHECK(r == a->out && c == a->rank);
+        memcpy(params + a->b_off, B, (size_t)(r * c) * 4);
+    }
+    CHECK(lora_set_upload(set, LORA_PARAM, params) == TW_OK);
+    read_ints("tokens", b_tok);
+    read_ints("targets", b_tgt);
+    read_ints("pos", b_pos);
+    read_ints("seg", b_seg);
+    const tw_json *lens = tw_json_get(tw_json_get(gold, "batch"), "lens");
+    b_ex[0] = 0;
+    b_ex[1] = (size_t)tw_json_num(tw_json_first(lens), 0);
+    b_ex[2] = (size_t)b_n;
+}
+
+static trainer_batch full_batch(void) {
+    trainer_batch b = {b_n, b_tok, b_tgt, b_pos, b_seg, 2, b_ex};
+    return b;
+}
+
+static int64_t n_loss_tokens(void) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < b_n; i++) k += b_tgt[i] >= 0;
+    return k;
+}
+
+/* forward + loss (+ backward) of the golden batch: returns the mean loss, grads in g (may be
+ * NULL: no backward). */
+static double run_sft(trainer *t, const trainer_batch *b, float *g, float *tok_loss) {
+    float scale[2];
+    scale[0] = scale[1] = 1.0f / (float)n_loss_tokens();
+    float tl[64];
+    if (!tok_loss) tok_loss = tl;
+    CHECK(lora_set_zero(set, LORA_GRAD) == TW_OK);
+    CHECK(trainer_forward(t, b) == TW_OK);
+    CHECK(trainer_loss(t, g ? scale : NULL, tok_loss) == TW_OK);
+    if (g) {
+        CHECK(trainer_backward(t) == TW_OK);
+        CHECK(lora_set_download(set, LORA_GRAD, g) == TW_OK);
+    }
+    double s = 0;
+    for (int64_t i = 0; i < b->n; i++) s += tok_loss[i];
+    return s / (double)n_loss_tokens();
+}
+
+static void test_golden(void) {
+    trainer_opts o = {32, 0};
+    trainer *t = NULL;
+    CHECK(trainer_new(model, set, &o, &t) == TW_OK);
+    if (!t) return;
+    trainer_batch b = full_batch();
+    float *g = calloc(n_floats, 4), tok_loss[64];
+    double loss = run_sft(t, &b, g, tok_loss);
+    double want = tw_json_get_num(gold, "loss", 0);
+    /* float32 forward through 2 layers: relative error of a few 1e-7 per op; 1e-5 of the
+     * loss (8.0) is ample and far below any real mistake (a wrong mask moves it by > 1e-2) */
+    CHECK_NEAR(loss, want, 1e-5 * fabs(want));
+    int64_t i = 0;
+    for (const tw_json *v = tw_json_first(tw_json_get(gold, "tok_loss")); v; v = tw_json_next(v), i++)
+        CHECK_NEAR(tok_loss[i], tw_json_num(v, 0), 2e-5 * (1 + fabs(tw_json_num(v, 0))));
+    double worst = 0;
+    for (int32_t k = 0; k < lora_set_n_adapters(set); k++) {
+        const lora_adapter *a = lora_set_adapter(set, k);
+        for (int ab = 0; ab < 2; ab++) {
+            char name[64];
+            int64_t r, c;
+            snprintf(name, sizeof name, "grad.%d.%s.%s", (int)a->layer, mods[a->module], ab ? "B" : "A");
+            const float *want_g = gtensor(name, &r, &c);
+            const float *got = g + (ab ? a->b_off : a->a_off);
+            double mx = 0, err = 0;
+            for (int64_t e = 0; e < r * c; e++) {
+                if (fabs(want_g[e]) > mx) mx = fabs(want_g[e]);
+                if (fabs(got[e] - want_g[e]) > err) err = fabs(got[e] - want_g[e]);
+            }
+            /* errors relative to the tensor's largest gradient: float32 sums over <= 48 terms
+             * per dot product and a dozen ops deep; 1e-4 leaves room (observed ~1e-6) */
+            double rel = err / (mx > 0 ? mx : 1);
+            if (rel > worst) worst = rel;
+            if (!(rel <= 1e-4)) fprintf(stderr, "%s: relative error %.3g (max |g| %.3g)\n", name, rel, mx);
+            CHECK(rel <= 1e-4);
+            CHECK(mx > 0);
+        }
+    }
+    printf("golden: loss %.9f (numpy %.9f), worst gradient relative error %.3g\n", loss, want, worst);
+
+    /* the same bits again, with recompute, and at another thread count */
+    float *g2 = calloc(n_floats, 4);
+    run_sft(t, &b, g2, NULL);
+    CHECK(memcmp(g, g2, n_floats * 4) == 0);
+    trainer *tr = NULL;
+    trainer_opts orc = {32, 1};
+    CHECK(trainer_new(model, set, &orc, &tr) == TW_OK);
+    CHECK(trainer_act_bytes(tr) < trainer_act_bytes(t));
+    memset(g2, 0, n_floats * 4);
+    if (tr) run_sft(tr, &b, g2, NULL);
+    CHECK(memcmp(g, g2, n_floats * 4) == 0);
+    trainer_free(tr);
+    int th = tw_threads_get();
+    tw_threads_set(th == 1 ? 2 : 1);
+    memset(g2, 0, n_floats * 4);
+    run_sft(t, &b, g2, NULL);
+    CHECK(memcmp(g, g2, n_floats * 4) == 0);
+    tw_threads_set(th);
+
+    /* packing: each example alone has the same token losses */
+    for (int e = 0; e < 2; e++) {
+        size_t s0 = b_ex[e], n = b_ex[e + 1] - b_ex[e];
+        size_t ex[2] = {0, n};
+        trainer_batch one = {(int64_t)n, b_tok + s0, b_tgt + s0, b_pos + s0, b_seg + s0, 1, ex};
+        float tl[64];
+        CHECK(trainer_forward(t, &one) == TW_OK);
+        CHECK(trainer_loss(t, NULL, tl) == TW_OK);
+        for (size_t k = 0; k < n; k++) CHECK_NEAR(tl[k], tok_loss[s0 + k], 1e-5 * (1 + fabs(tl[k])));
+    }
+
+    /* accumulation: the two examples as two micro-batches, each with the batch's scale */
+    CHECK(lora_set_zero(set, LORA_GRAD) == TW_OK);
+    float scale = 1.0f / (float)n_loss_tokens();
+    for (int e = 0; e < 2; e++) {
+        size_t s0 = b_ex[e], n = b_ex[e + 1] - b_ex[e];
+        size_t ex[2] = {0, n};
+        trainer_batch one = {(int64_t)n, b_tok + s0, b_tgt + s0, b_pos + s0, b_seg + s0, 1, ex};
+        CHECK(trainer_forward(t, &one) == TW_OK);
+        CHECK(trainer_loss(t, &scale, NULL) == TW_OK);
+        CHECK(trainer_backward(t) == TW_OK);
+    }
+    CHECK(lora_set_download(set, LORA_GRAD, g2) == TW_OK);
+    double mx = 0, err = 0;
+    for (size_t k = 0; k < n_floats; k++) {
+        if (fabs(g[k]) > mx) mx = fabs(g[k]);
+        if (fabs(g[k] - g2[k]) > err) err = fabs(g[k] - g2[k]);
+    }
+    CHECK(err <= 1e-5 * mx);
+
+    /* errors */
+    trainer_batch bad = b;
+    int32_t tok2[64];
+    memcpy(tok2, b_tok, sizeof tok2);
+    tok2[3] = 100000;
+    bad.tokens = tok2;
+    CHECK(trainer_forward(t, &bad) == TW_ERR_ARG);
+    CHECK(strstr(tw_errmsg(), "vocabulary") != NULL);
+    int32_t pos2[64];
+    memcpy(pos2, b_pos, sizeof pos2);
+    pos2[4] = 16; /* the model has 16 learned positions */
+    bad = b;
+    bad.pos = pos2;
+    CHECK(trainer_forward(t, &bad) == TW_ERR_ARG);
+    CHECK(strstr(tw_errmsg(), "learned positions") != NULL);
+    bad = b;
+    bad.n = 40;
+    CHECK(trainer_forward(t, &bad) == TW_ERR_ARG);
+    CHECK(trainer_backward(t) == TW_ERR_ARG);
+    CHECK(trainer_loss(t, NULL, NULL) == TW_ERR_ARG);
+    free(g);
+    free(g2);
+    trainer_free(t);
+}
+
+/* Finite differences of the whole float32 model vs the backward, on the largest-gradient
+ * coordinate of every adapter's A and B. loss_of: SFT mean, or DPO with ex 0 chosen. */
+static double dpo_loss_of(trainer *t, const trainer_batch *b, float *g) {
+    float tl[64];
+    CHECK(lora_set_zero(set, LORA_GRAD) == TW_OK);
+    CHECK(trainer_forward(t, b) == TW_OK);
+    CHECK(trainer_loss(t, NULL, tl) == TW_OK);
+    double lc = 0, lr = 0;
+    for (size_t i = b_ex[0]; i < b_ex[1]; i++) lc += tl[i];
+    for (size_t i = b_ex[1]; i < b_ex[2]; i++) lr += tl[i];
+    double dc, dr;
+    /* fixed reference log-probs, taken from the unperturbed model and moved so that z is
+     * near 0.5, where the gradient is large */
+    static double rc = NAN, rr = NAN;
+    if (isnan(rc)) rc = -lc - 0.3, rr = -lr + 0.2;
+    double loss = trainer_dpo_loss(-lc, -lr, rc, rr, 0.5, &dc, &dr);
+    if (g) {
+        float sc[2] = {(float)dc, (float)dr};
+        CHECK(trainer_loss(t, sc, NULL) == TW_OK);
+        CHECK(trainer_backward(t) == TW_OK);
+        CHECK(lora_set_download(set, LORA_GRAD, g) == TW_OK);
+    }
+    return loss;
+}
+
+static void fd_check(int dpo) {
+    trainer_opts o = {32, 0};
+    trainer *t = NULL;
+    CHECK(trainer_new(model, set, &o, &t) == TW_OK);
+    if (!t) return;
+    trainer_batch b = full_batch();
+    float *g = calloc(n_floats, 4);
+    if (dpo) dpo_loss_of(t, &b, g);
+    else run_sft(t, &b, g, NULL);
+    float *p = malloc(n_floats * 4);
+    memcpy(p, params, n_floats * 4);
+    double worst = 0;
+    int checked = 0;
+    for (int32_t k = 0; k < lora_set_n_adapters(set); k++) {
+        const lora_adapter *a = lora_set_adapter(set, k);
+        for (int ab = 0; ab < 2; ab++) {
+            size_t off = ab ? a->b_off : a->a_off, cnt = (size_t)(a->rank * (ab ? a->out : a->in)), best = off;
+            for (size_t e = off; e < off + cnt; e++)
+                if (fabs(g[e]) > fabs(g[best])) best = e;
+            /* h = 1e-2: float32 losses near 12 carry ~1e-6 of rounding, so the difference
+             * quotient's noise is ~1e-4; the curvature term is O(h^2) */
+            const float h = 1e-2f;
+            double v[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                p[best] = params[best] + (sgn ? -h : h);
+                CHECK(lora_set_upload(set, LORA_PARAM, p) == TW_OK);
+                v[sgn] = dpo ? dpo_loss_of(t, &b, NULL) : run_sft(t, &b, NULL, NULL);
+            }
+            p[best] = params[best];
+            double fd = (v[0] - v[1]) / (2.0 * (double)h);
+            double err = fabs(fd - g[best]) / (fabs(g[best]) + 1e-3);
+            if (err > worst) worst = err;
+            if (!(err < 2e-2))
+                fprintf(stderr, "%s fd: layer %d %s.%s: fd %.6g backward %.6g\n", dpo ? "dpo" : "sft",
+                        (int)a->layer, mods[a->module], ab ? "B" : "A", fd, (double)g[best]);
+            CHECK(err < 2e-2);
+            checked++;
+        }
+    }
+    CHECK(lora_set_upload(set, LORA_PARAM, params) == TW_OK);
+    printf("%s finite differences: %d coordinates, worst relative error %.3g\n", dpo ? "dpo" : "sft",
+           checked, worst);
+    free(p);
+    free(g);
+    trainer_free(t);
+}
+
+static void test_targets(void) {
+    lora_base base;
+    CHECK(lora_base_from_model(model, &base) == TW_OK);
+    unsigned mask = 0;
+    CHECK(lora_targets_parse_for("gate,up", &base, &mask) == TW_ERR_ARG);
+    CHECK(strstr(tw_errmsg(), "gate") != NULL && strstr(tw_errmsg(), "gpt2") != NULL);
+    CHECK(lora_targets_parse_for("mlp", &base, &mask) == TW_OK);
+    CHECK(mask == ((1u << LORA_UP) | (1u << LORA_DOWN)));
+    CHECK(lora_targets_parse_for("attn", &base, &mask) == TW_OK);
+    CHECK(mask == 0xFu);
+    /* a config with gate (parsed without the base) is refused when the set is made */
+    lora_config cfg;
+    lora_config_default(&cfg);
+    cfg.rank = 2;
+    cfg.targets = LORA_ALL_MODULES;
+    lora_set *s2 = NULL;
+    CHECK(lora_set_new(be, &base, &cfg, &s2) == TW_ERR_ARG && s2 == NULL);
+    CHECK(strstr(tw_errmsg(), "gate") != NULL);
+}
+
+int main(int argc, char **argv) {
+    golden_load();
+    if (argc == 3 && strcmp(argv[1], "--write-model") == 0) {
+        int rc = write_model(argv[2]);
+        tw_json_free(gold);
+        free(gbin);
+        return rc;
+    }
+    char tmpdir[] = "/tmp/test_train_gpt2.XXXXXX";
+    if (!mkdtemp(tmpdir)) return 1;
+    setup(tmpdir);
+    test_golden();
+    fd_check(0);
+    fd_check(1);
+    test_targets();
+    lora_set_free(set);
+    tw_model_free(model);
+    tw_backend_free(be);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tiny-gpt2.gguf", tmpdir);
+    unlink(path);
+    rmdir(tmpdir);
+    free(params);
+    tw_json_free(gold);
+    free(gbin);
+    if (test_failures) fprintf(stderr, "test_train_gpt2: %d failures\n", test_failures);
+    return test_failures ? 1 : 0;
+}
