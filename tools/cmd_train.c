@@ -383,7 +383,7 @@ int cmd_train(int argc, char **argv) {
     lc.dropout = (float)a.dropout;
     lc.use_rslora = a.rslora;
     lc.seed = (uint64_t)a.seed;
-    if (lora_targets_parse(a.targets, &lc.targets) != TW_OK) FAIL();
+    if (lora_targets_parse_for(a.targets, &base, &lc.targets) != TW_OK) FAIL();
     if (a.resume) {
         if (ckpt_latest(ckdir, &ck_path) != TW_OK) FAIL();
         if (ckpt_open(ck_path, &ck) != TW_OK || ckpt_restore_lora(ck, be, &base, &s) != TW_OK) FAIL();
