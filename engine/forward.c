@@ -248,6 +248,7 @@ static tw_status block_run(const tw_model *m, const tw_kv_cache *kv, const chunk
         TRY(tw_op_swiglu(be, G, G, U, rows, hp->n_ff));
     } else {
         TRY(matmul(m, G, A, W(TW_W_UP), W(TW_W_UP_B), rows));
+        TRY(lora_add(m, G, A, l, LORA_UP, rows));
         TRY(tw_op_gelu(be, G, G, rows * hp->n_ff, TW_GELU_TANH));
     }
     TRY(matmul(m, A, G, W(TW_W_DOWN), W(TW_W_DOWN_B), rows));
