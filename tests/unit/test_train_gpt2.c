@@ -9,7 +9,8 @@
  *   - recompute, repeated runs and 1 vs 2 threads give the same bits; packed examples do not
  *     see each other; a position past the learned ones is refused;
  *   - targets: "all" is six modules on GPT-2, an explicit gate is refused with a message.
- * `test_train_gpt2 --write-model PATH` writes the tiny GPT-2 GGUF (the CLI tests use it). */
+ * `test_train_gpt2 --write-model PATH [--ctx N]` writes the tiny GPT-2 GGUF (the CLI test
+ * test_train_gpt2_cli.sh uses it with more learned positions). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,8 +73,10 @@ static void golden_load(void) {
 }
 
 /* The tiny GPT-2 as a GGUF at path: the tokenizer metadata of the tiny GPT-2 fixture (288
- * tokens) and the golden weights (llama.cpp's gpt2 names; no output.weight: tied head). */
-static int write_model(const char *path) {
+ * tokens) and the golden weights (llama.cpp's gpt2 names; no output.weight: tied head). With
+ * n_ctx above the golden 16 positions, the rows past them are drawn from a fixed generator
+ * (scale 0.3, as the golden ones) so that the CLI tests can train on longer examples. */
+static int write_model(const char *path, int64_t n_ctx) {
     const char *data = getenv("TWIN_TEST_DATA");
     if (!data) data = "tests/data";
     char tp[1024];
@@ -82,9 +85,12 @@ static int write_model(const char *path) {
     if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
     const tw_json *c = tw_json_get(gold, "config");
     gguf_writer *w = gguf_writer_new(3, 0);
+    float *extra = NULL;
     gguf_writer_set_str(w, "general.architecture", "gpt2");
     gguf_writer_set_str(w, "general.name", "twin tiny gpt2 (random weights, train golden)");
-    gguf_writer_set_u32(w, "gpt2.context_length", (uint32_t)tw_json_get_num(c, "n_ctx", 0));
+    const int64_t gold_ctx = (int64_t)tw_json_get_num(c, "n_ctx", 0);
+    if (n_ctx < gold_ctx) n_ctx = gold_ctx;
+    gguf_writer_set_u32(w, "gpt2.context_length", (uint32_t)n_ctx);
     gguf_writer_set_u32(w, "gpt2.embedding_length", (uint32_t)tw_json_get_num(c, "n_embd", 0));
     gguf_writer_set_u32(w, "gpt2.block_count", (uint32_t)tw_json_get_num(c, "n_layer", 0));
     gguf_writer_set_u32(w, "gpt2.feed_forward_length", (uint32_t)tw_json_get_num(c, "n_ff", 0));
@@ -103,9 +109,23 @@ static int write_model(const char *path) {
         const float *p = gtensor(name, &rows, &cols);
         const tw_json *s1 = tw_json_next(tw_json_first(tw_json_get(t, "shape")));
         int64_t ne[2] = {s1 ? cols : rows, s1 ? rows : 1};
+        if (strcmp(name, "position_embd.weight") == 0 && n_ctx > rows) {
+            float *pe = calloc((size_t)(n_ctx * cols), sizeof(float));
+            memcpy(pe, p, (size_t)(rows * cols) * sizeof(float));
+            uint64_t x = 0x2545F4914F6CDD1Dull;
+            for (int64_t i = rows * cols; i < n_ctx * cols; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+                pe[i] = 0.3f * (float)((double)(x >> 11) * 0x1.0p-52 - 1.0);
+            }
+            ne[1] = n_ctx;
+            gguf_writer_add_tensor(w, name, TW_DTYPE_F32, 2, ne, pe);
+            extra = pe; /* the writer references the data until it writes */
+            continue;
+        }
         gguf_writer_add_tensor(w, name, TW_DTYPE_F32, s1 ? 2 : 1, ne, p);
     }
     tw_status st = gguf_writer_write(w, path);
+    free(extra);
     gguf_writer_free(w);
     gguf_close(tf);
     if (st != TW_OK) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
@@ -135,7 +155,7 @@ static void read_ints(const char *key, int32_t *out) {
 static void setup(const char *tmpdir) {
     char path[512];
     snprintf(path, sizeof path, "%s/tiny-gpt2.gguf", tmpdir);
-    CHECK(write_model(path) == 0);
+    CHECK(write_model(path, 0) == 0);
     CHECK(tw_backend_open("cpu", &be) == TW_OK);
     CHECK(tw_model_load(path, be, NULL, &model) == TW_OK);
     if (!model) {
@@ -422,8 +442,9 @@ static void test_targets(void) {
 
 int main(int argc, char **argv) {
     golden_load();
-    if (argc == 3 && strcmp(argv[1], "--write-model") == 0) {
-        int rc = write_model(argv[2]);
+    if ((argc == 3 || argc == 5) && strcmp(argv[1], "--write-model") == 0) {
+        /* --write-model PATH [--ctx N] */
+        int rc = write_model(argv[2], argc == 5 ? atoll(argv[4]) : 0);
         tw_json_free(gold);
         free(gbin);
         return rc;
