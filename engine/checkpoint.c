@@ -530,3 +530,92 @@ tw_status ckpt_restore_lora(const ckpt *c, tw_backend *be, const lora_base *base
     *out = s;
     return TW_OK;
 }
+
+/* ---- full fine-tuning ---------------------------------------------------------------------- */
+
+static const char *const full_blobs[3] = {"full.param", "full.adam_m", "full.adam_v"};
+static const fullft_region full_regs[3] = {FULLFT_PARAM, FULLFT_ADAM_M, FULLFT_ADAM_V};
+
+tw_status ckpt_save_full(const char *dir, const ckpt_meta *meta, const fullft_set *f, int keep,
+                         char **path_out) {
+    if (path_out) *path_out = NULL;
+    tw_status st = tw_mkdir_p(dir);
+    if (st) return st;
+    size_t nf = fullft_n_floats(f);
+    float *host = tw_malloc((nf ? nf : 1) * 3 * sizeof(float));
+    char *path = step_path(dir, meta->step);
+    tw_sb extra;
+    tw_sb_init(&extra);
+    if (!host || !path) {
+        st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving a checkpoint", dir);
+        goto done;
+    }
+    for (int i = 0; !st && i < 3; i++) st = fullft_download(f, full_regs[i], host + (size_t)i * nf);
+    if (st) goto done;
+    tw_sb_printf(&extra, "{\"full\":{\"n_floats\":%zu,\"tied\":%d,\"tensors\":[", nf, fullft_tied(f));
+    for (int32_t i = 0; i < fullft_n_tensors(f); i++) {
+        const fullft_tensor *t = fullft_tensor_at(f, i);
+        tw_sb_printf(&extra, "%s[\"%s\",%lld,%lld,%zu]", i ? "," : "", t->name, (long long)t->ne0,
+                     (long long)t->ne1, t->off);
+    }
+    tw_sb_puts(&extra, "]}}");
+    if (extra.failed) {
+        st = tw_error(TW_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+    }
+    ckpt_blob blobs[3];
+    for (int i = 0; i < 3; i++)
+        blobs[i] = (ckpt_blob){full_blobs[i], host + (size_t)i * nf, nf * sizeof(float)};
+    if ((st = ckpt_write(path, meta, tw_sb_str(&extra), blobs, 3))) goto done;
+    if (keep > 0) st = ckpt_prune(dir, keep);
+    if (!st && path_out) {
+        *path_out = path;
+        path = NULL;
+    }
+done:
+    tw_sb_free(&extra);
+    tw_free(host);
+    tw_free(path);
+    return st;
+}
+
+tw_status ckpt_restore_full(const ckpt *c, fullft_set *f) {
+    const char *nm = c->name;
+    const tw_json *fj = tw_json_get(c->doc, "full");
+    if (!fj) return tw_error(TW_ERR_FORMAT, "%s: not a full fine-tuning checkpoint (no 'full' header)", nm);
+    size_t nf = fullft_n_floats(f);
+    if (tw_json_get_num(fj, "n_floats", -1) != (double)nf ||
+        tw_json_get_num(fj, "tied", -1) != (double)fullft_tied(f))
+        return tw_error(TW_ERR_RUNTIME, "%s: made for another model (%g floats, tied %g; this model "
+                        "%zu, %d)", nm, tw_json_get_num(fj, "n_floats", -1),
+                        tw_json_get_num(fj, "tied", -1), nf, fullft_tied(f));
+    const tw_json *e = tw_json_first(tw_json_get(fj, "tensors"));
+    for (int32_t i = 0; i < fullft_n_tensors(f); i++, e = tw_json_next(e)) {
+        const fullft_tensor *t = fullft_tensor_at(f, i);
+        const tw_json *v0 = tw_json_first(e), *v1 = tw_json_next(v0), *v2 = tw_json_next(v1),
+                      *v3 = tw_json_next(v2);
+        const char *name = v0 && tw_json_str(v0) ? tw_json_str(v0) : "";
+        if (!e || strcmp(name, t->name) || tw_json_num(v1, -1) != (double)t->ne0 ||
+            tw_json_num(v2, -1) != (double)t->ne1 || tw_json_num(v3, -1) != (double)t->off)
+            return tw_error(TW_ERR_RUNTIME, "%s: tensor %d is %s in the checkpoint, %s (%lld x %lld) "
+                            "in this model", nm, (int)i, e ? name : "missing", t->name,
+                            (long long)t->ne1, (long long)t->ne0);
+    }
+    if (e) return tw_error(TW_ERR_RUNTIME, "%s: holds more tensors than this model trains", nm);
+    size_t nb = nf * sizeof(float);
+    float *host = tw_malloc(nb ? nb : 1);
+    tw_status st = host ? TW_OK : tw_error(TW_ERR_NOMEM, "%s: out of memory", nm);
+    for (int i = 0; !st && i < 3; i++) {
+        const ckpt_blob *b = ckpt_find_blob(c, full_blobs[i]);
+        if (!b || b->nbytes != nb) {
+            st = tw_error(TW_ERR_FORMAT, "%s: blob '%s' %s (expected %zu bytes)", nm, full_blobs[i],
+                          b ? "has the wrong size" : "missing", nb);
+            break;
+        }
+        memcpy(host, b->data, nb);
+        st = fullft_upload(f, full_regs[i], host);
+    }
+    if (!st) st = fullft_zero(f, FULLFT_GRAD);
+    tw_free(host);
+    return st;
+}

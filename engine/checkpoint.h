@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "fullft.h"
 #include "json.h"
 #include "lora.h"
 
@@ -101,6 +102,19 @@ tw_status ckpt_save_lora(const char *dir, const ckpt_meta *meta, const lora_set 
  * match (TW_ERR_RUNTIME naming what differs; also a base hash that differs when both are
  * known); parameters and moments are restored, gradients zero. */
 tw_status ckpt_restore_lora(const ckpt *c, tw_backend *be, const lora_base *base, lora_set **out);
+
+/* ---- full fine-tuning state --------------------------------------------------------------- */
+
+/* Writes <dir>/ckpt-<step>.twck with full fine-tuning's weights and AdamW moments (blobs
+ * full.param, full.adam_m, full.adam_v: the set's regions as they are) and its layout in the
+ * header ("full": {"n_floats", "tied", "tensors": [[name, ne0, ne1, off], ...]}); keeps the
+ * newest `keep` as ckpt_save_lora does. */
+tw_status ckpt_save_full(const char *dir, const ckpt_meta *meta, const fullft_set *f, int keep,
+                         char **path_out);
+/* Restores weights and moments into f (made by fullft_set_new from the same base model): its
+ * layout must be the checkpoint's (TW_ERR_RUNTIME naming the first tensor that differs; a LoRA
+ * checkpoint: TW_ERR_FORMAT); gradients are zeroed. */
+tw_status ckpt_restore_full(const ckpt *c, fullft_set *f);
 
 /* The path (tw_free) of the checkpoint with the highest step in dir; TW_ERR_NOT_FOUND when
  * there is none. Only names are read: open it to verify. */

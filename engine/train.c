@@ -34,9 +34,46 @@ void trainer_step_opts_default(trainer_step_opts *o) {
     o->dpo_beta = 0.1f;
 }
 
+static tw_status trainer_make(tw_model *m, lora_set *s, fullft_set *f, const trainer_opts *o,
+                              trainer **out);
+
 tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer **out) {
     *out = NULL;
     if (!m || !s || !o) return tw_error(TW_ERR_ARG, "trainer: model, adapters and options are required");
+    return trainer_make(m, s, NULL, o, out);
+}
+
+/* The weights the full step uses (trainer_w / trainer_gw): the model's, with f's fp32 copies
+ * and gradients in place of every trained role. */
+static tw_status full_weights(trainer *t) {
+    const int64_t rows = t->L + 1;
+    t->fw = tw_calloc((size_t)(rows * TW_W_COUNT), sizeof *t->fw);
+    t->fg = tw_calloc((size_t)(rows * TW_W_COUNT), sizeof *t->fg);
+    if (!t->fw || !t->fg) return tw_error(TW_ERR_NOMEM, "trainer: out of memory");
+    for (int64_t l = -1; l < t->L; l++)
+        for (int r = l < 0 ? 0 : TW_W_LAYER_FIRST; r < (l < 0 ? TW_W_LAYER_FIRST : TW_W_COUNT); r++) {
+            const size_t i = (size_t)((l + 1) * TW_W_COUNT + r);
+            t->fw[i] = l < 0 ? t->m->g[r] : *tw_layer_w(t->m, (int32_t)l, (tw_wrole)r);
+            t->fg[i] = tw_ref_none();
+            const fullft_tensor *ft = fullft_find(t->f, (int32_t)l, r);
+            if (!ft) continue;
+            t->fw[i].ref = fullft_ref(t->f, FULLFT_PARAM, ft->off);
+            t->fw[i].type = TW_DTYPE_F32;
+            t->fw[i].ne0 = ft->ne0;
+            t->fw[i].ne1 = ft->ne1;
+            t->fg[i] = fullft_ref(t->f, FULLFT_GRAD, ft->off);
+        }
+    return TW_OK;
+}
+
+tw_status trainer_new_full(tw_model *m, fullft_set *f, const trainer_opts *o, trainer **out) {
+    *out = NULL;
+    if (!m || !f || !o) return tw_error(TW_ERR_ARG, "trainer: model, weights and options are required");
+    return trainer_make(m, NULL, f, o, out);
+}
+
+static tw_status trainer_make(tw_model *m, lora_set *s, fullft_set *f, const trainer_opts *o,
+                              trainer **out) {
     if (o->max_tokens < 1) return tw_error(TW_ERR_ARG, "trainer: max_tokens %lld < 1", (long long)o->max_tokens);
     const tw_model_hparams *hp = &m->hp;
     const int llama = m->arch->norm == TW_NORM_RMS && m->arch->ffn == TW_FFN_SWIGLU &&
@@ -47,22 +84,32 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
         return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: architecture '%s' is neither of the "
                         "llama family (RMSNorm, rotary positions, SwiGLU) nor GPT-2", m->path,
                         m->arch->name);
-    if (lora_set_backend(s) != m->be)
+    if (f && !llama)
+        return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: full fine-tuning covers the llama "
+                        "family only, not '%s'", m->path, m->arch->name);
+    if (f && (fullft_n_tensors(f) < 1 || fullft_find(f, -1, TW_W_TOK_EMBD) == NULL ||
+              fullft_find(f, (int32_t)hp->n_layer - 1, TW_W_Q) == NULL))
+        return tw_error(TW_ERR_ARG, "trainer: the full fine-tuning weights were not made for %s",
+                        m->path);
+    if (s && lora_set_backend(s) != m->be)
         return tw_error(TW_ERR_ARG, "trainer: the adapters live on another backend than the model");
-    const lora_base *lb = lora_set_base(s);
-    if (lb->n_layer != hp->n_layer || lb->n_embd != hp->n_embd || lb->n_head != hp->n_head ||
-        lb->n_kv_head != hp->n_kv_head || lb->head_dim != hp->head_dim || lb->n_ff != hp->n_ff)
+    const lora_base *lb = s ? lora_set_base(s) : NULL;
+    if (lb && (lb->n_layer != hp->n_layer || lb->n_embd != hp->n_embd || lb->n_head != hp->n_head ||
+        lb->n_kv_head != hp->n_kv_head || lb->head_dim != hp->head_dim || lb->n_ff != hp->n_ff))
         return tw_error(TW_ERR_ARG, "trainer: the adapters were made for other dimensions than "
                         "%s (layers %d/%d, n_embd %d/%d, n_ff %d/%d)", m->path, (int)lb->n_layer,
                         (int)hp->n_layer, (int)lb->n_embd, (int)hp->n_embd, (int)lb->n_ff,
                         (int)hp->n_ff);
-    const lora_config *lc = lora_set_config(s);
+    lora_config none;
+    memset(&none, 0, sizeof none);
+    const lora_config *lc = s ? lora_set_config(s) : &none;
     if (!(lc->dropout >= 0 && lc->dropout < 1))
         return tw_error(TW_ERR_ARG, "trainer: lora dropout %g outside [0, 1)", (double)lc->dropout);
     trainer *t = tw_calloc(1, sizeof *t);
     if (!t) return tw_error(TW_ERR_NOMEM, "trainer: out of memory");
     t->m = m;
     t->s = s;
+    t->f = f;
     t->be = m->be;
     t->N = o->max_tokens;
     t->recompute = o->recompute ? 1 : 0;
@@ -78,7 +125,7 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     t->L = hp->n_layer;
     t->r = lc->rank;
     t->vocab = hp->n_vocab;
-    t->scale = lora_set_scale(s);
+    t->scale = s ? lora_set_scale(s) : 0.0f;
     t->drop_p = lc->dropout;
     t->drop_seed = lc->seed;
     ds_batch_init(&t->batch);
@@ -102,7 +149,12 @@ tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer *
     t->tok_loss = tw_calloc((size_t)N, sizeof(float));
     t->ex_scale = tw_calloc((size_t)N, sizeof(float));
     t->mb_tgt = tw_calloc((size_t)N, sizeof(int32_t));
-    t->grad_host = tw_calloc(lora_set_n_floats(s), sizeof(float));
+    size_t nf = s ? lora_set_n_floats(s) : fullft_n_floats(f);
+    t->grad_host = tw_calloc(nf ? nf : 1, sizeof(float));
+    if (f && full_weights(t) != TW_OK) {
+        trainer_free(t);
+        return tw_error(TW_ERR_NOMEM, "trainer: out of memory");
+    }
     if (!t->off_x || !t->off_save || !t->ex_start || !t->tok_loss || !t->ex_scale || !t->mb_tgt ||
         !t->grad_host) {
         trainer_free(t);
@@ -143,6 +195,8 @@ void trainer_free(trainer *t) {
     tw_free(t->ex_scale);
     tw_free(t->mb_tgt);
     tw_free(t->grad_host);
+    tw_free(t->fw);
+    tw_free(t->fg);
     ds_batch_free(&t->batch);
     ds_batch_free(&t->share);
     tw_free(t);
@@ -160,7 +214,20 @@ void trainer_set_dropout(trainer *t, int on, int64_t step, int64_t tok0) {
 /* ---- one projection and its backward ---------------------------------------------------- */
 
 static const lora_adapter *adapter(const trainer *t, int64_t l, lora_module mod) {
-    return t->lora_on ? lora_set_find(t->s, (int32_t)l, mod) : NULL;
+    return t->s && t->lora_on ? lora_set_find(t->s, (int32_t)l, mod) : NULL;
+}
+
+/* The bias role of a projection's weight role; TW_W_COUNT for none. */
+static tw_wrole bias_role(tw_wrole role) {
+    switch (role) {
+    case TW_W_Q: return TW_W_Q_B;
+    case TW_W_K: return TW_W_K_B;
+    case TW_W_V: return TW_W_V_B;
+    case TW_W_O: return TW_W_O_B;
+    case TW_W_UP: return TW_W_UP_B;
+    case TW_W_DOWN: return TW_W_DOWN_B;
+    default: return TW_W_COUNT;
+    }
 }
 
 /* LoRA input dropout (train.h, "Dropout") in the last forward: y (n, in) = dropout(x) with
@@ -175,8 +242,8 @@ static tw_status drop_apply(trainer *t, int64_t l, lora_module mod, tw_ref y, tw
  * s * dropout(x) A^T (dropout only in training forwards with p > 0). */
 tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_wrole brole,
                            tw_ref y, tw_ref x, tw_ref LA) {
-    const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
-    tw_ref bias = brole == TW_W_COUNT ? tw_ref_none() : tw_layer_w(t->m, (int32_t)l, brole)->ref;
+    const tw_weight *w = trainer_w(t, l, role);
+    tw_ref bias = brole == TW_W_COUNT ? tw_ref_none() : trainer_w(t, l, brole)->ref;
     const int64_t n = t->n, in = w->ne0, out = w->ne1;
     TRY(tw_op_matmul(t->be, y, x, w->ref, w->type, bias, n, in, out));
     const lora_adapter *a = adapter(t, l, mod);
@@ -197,9 +264,16 @@ tw_status trainer_proj_fwd(trainer *t, int64_t l, lora_module mod, tw_wrole role
  * dA += dLA^T dropout(x) (the forward's mask, recomputed from the counters). */
 tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role, tw_ref dx,
                            tw_ref dy, tw_ref x, tw_ref LA, int accumulate) {
-    const tw_weight *w = tw_layer_w(t->m, (int32_t)l, role);
+    const tw_weight *w = trainer_w(t, l, role);
     const int64_t n = t->n, in = w->ne0, out = w->ne1;
     TRY(tw_op_matmul_dx(t->be, dx, dy, w->ref, w->type, n, in, out, accumulate));
+    tw_ref gw = trainer_gw(t, l, role);
+    if (gw.buf) {
+        /* full fine-tuning: dW += dy^T x, dbias += column sums of dy */
+        tw_wrole br = bias_role(role);
+        tw_ref gb = br == TW_W_COUNT ? tw_ref_none() : trainer_gw(t, l, br);
+        TRY(tw_op_matmul_dw(t->be, gw, gb, dy, x, n, in, out, 1));
+    }
     const lora_adapter *a = adapter(t, l, mod);
     if (!a) return TW_OK;
     tw_ref A = lora_set_ref(t->s, LORA_PARAM, a->a_off), B = lora_set_ref(t->s, LORA_PARAM, a->b_off);
@@ -235,7 +309,7 @@ static tw_status rope(trainer *t, tw_ref y, tw_ref x, int64_t heads, int bwd) {
 }
 
 static tw_ref norm_w(const trainer *t, int64_t l, tw_wrole role) {
-    return tw_layer_w(t->m, (int32_t)l, role)->ref;
+    return trainer_w(t, l, role)->ref;
 }
 
 /* Layer l: X(l+1) from Xl, saving into slot. */
@@ -286,7 +360,8 @@ static tw_status layer_bwd(trainer *t, int64_t l, int64_t slot) {
     TRY(tw_op_swiglu_bwd(be, DG, DU, DS, G, U, n, t->ff));
     TRY(trainer_proj_bwd(t, l, LORA_GATE, TW_W_GATE, DH, DG, H2, LA(LORA_GATE), 0));
     TRY(trainer_proj_bwd(t, l, LORA_UP, TW_W_UP, DH, DU, H2, LA(LORA_UP), 1));
-    TRY(tw_op_rmsnorm_bwd(be, DT, tw_ref_none(), DH, XM, norm_w(t, l, TW_W_FFN_NORM), n, d, eps));
+    TRY(tw_op_rmsnorm_bwd(be, DT, trainer_gw(t, l, TW_W_FFN_NORM), DH, XM,
+                          norm_w(t, l, TW_W_FFN_NORM), n, d, eps));
     TRY(tw_op_add(be, DXM, DX, DT, n * d));
     /* XM = X + o(ATT) */
     TRY(trainer_proj_bwd(t, l, LORA_O, TW_W_O, DATT, DXM, ATT, LA(LORA_O), 0));
@@ -297,7 +372,8 @@ static tw_status layer_bwd(trainer *t, int64_t l, int64_t slot) {
     TRY(trainer_proj_bwd(t, l, LORA_Q, TW_W_Q, DH, DQ, H1, LA(LORA_Q), 0));
     TRY(trainer_proj_bwd(t, l, LORA_K, TW_W_K, DH, DK, H1, LA(LORA_K), 1));
     TRY(trainer_proj_bwd(t, l, LORA_V, TW_W_V, DH, DV, H1, LA(LORA_V), 1));
-    TRY(tw_op_rmsnorm_bwd(be, DT, tw_ref_none(), DH, X, norm_w(t, l, TW_W_ATTN_NORM), n, d, eps));
+    TRY(tw_op_rmsnorm_bwd(be, DT, trainer_gw(t, l, TW_W_ATTN_NORM), DH, X,
+                          norm_w(t, l, TW_W_ATTN_NORM), n, d, eps));
     return tw_op_add(be, DX, DXM, DT, n * d);
 #undef LA
 }
@@ -355,11 +431,11 @@ tw_status trainer_forward(trainer *t, const trainer_batch *b) {
         t->have_fwd = 1;
         return TW_OK;
     }
-    const tw_weight *te = &t->m->g[TW_W_TOK_EMBD];
+    const tw_weight *te = trainer_w(t, -1, TW_W_TOK_EMBD);
     TRY(tw_op_get_rows(t->be, xref(t, 0), te->ref, te->type, te->ne1, bref(t, B_IDS, 0, 0), n, t->d));
     for (int64_t l = 0; l < t->L; l++) TRY(layer_fwd(t, l, t->recompute ? 0 : l));
-    TRY(tw_op_rmsnorm(t->be, bref(t, B_HF, 0, 0), xref(t, t->L), t->m->g[TW_W_OUT_NORM].ref, n, t->d,
-                      t->m->hp.norm_eps));
+    TRY(tw_op_rmsnorm(t->be, bref(t, B_HF, 0, 0), xref(t, t->L), norm_w(t, -1, TW_W_OUT_NORM), n,
+                      t->d, t->m->hp.norm_eps));
     t->have_fwd = 1;
     return TW_OK;
 }
@@ -367,7 +443,9 @@ tw_status trainer_forward(trainer *t, const trainer_batch *b) {
 tw_status trainer_loss(trainer *t, const float *ex_scale, float *tok_loss) {
     if (!t->have_fwd) return tw_error(TW_ERR_ARG, "trainer: loss without a forward");
     t->have_grad = 0;
-    const tw_weight *wo = &t->m->g[TW_W_OUTPUT];
+    const tw_weight *wo = trainer_w(t, -1, TW_W_OUTPUT);
+    /* full fine-tuning: the head's dW (+=; the embedding's when tied) */
+    const tw_ref gwo = trainer_gw(t, -1, TW_W_OUTPUT);
     const int64_t d = t->d;
     if (!ex_scale) {
         TRY(tw_op_xent(t->be, bref(t, B_LOSS, 0, 1), tw_ref_none(), tw_ref_none(), bref(t, B_HF, 0, d),
@@ -378,7 +456,7 @@ tw_status trainer_loss(trainer *t, const float *ex_scale, float *tok_loss) {
             int64_t e1 = e0 + 1;
             while (e1 < t->n_ex && ex_scale[e1] == ex_scale[e0]) e1++;
             const int64_t r0 = (int64_t)t->ex_start[e0], rows = (int64_t)t->ex_start[e1] - r0;
-            TRY(tw_op_xent(t->be, bref(t, B_LOSS, r0, 1), bref(t, B_DHF, r0, d), tw_ref_none(),
+            TRY(tw_op_xent(t->be, bref(t, B_LOSS, r0, 1), bref(t, B_DHF, r0, d), gwo,
                            bref(t, B_HF, r0, d), wo->ref, wo->type, bref(t, B_TGT, r0, 1), rows, d,
                            t->vocab, ex_scale[e0]));
             e0 = e1;
@@ -401,12 +479,16 @@ tw_status trainer_backward(trainer *t) {
         }
         return TW_OK;
     }
-    TRY(tw_op_rmsnorm_bwd(t->be, bref(t, B_DX, 0, 0), tw_ref_none(), bref(t, B_DHF, 0, 0),
-                          xref(t, t->L), t->m->g[TW_W_OUT_NORM].ref, t->n, t->d, t->m->hp.norm_eps));
+    TRY(tw_op_rmsnorm_bwd(t->be, bref(t, B_DX, 0, 0), trainer_gw(t, -1, TW_W_OUT_NORM),
+                          bref(t, B_DHF, 0, 0), xref(t, t->L), norm_w(t, -1, TW_W_OUT_NORM), t->n,
+                          t->d, t->m->hp.norm_eps));
     for (int64_t l = t->L - 1; l >= 0; l--) {
         if (t->recompute) TRY(layer_fwd(t, l, 0));
         TRY(layer_bwd(t, l, t->recompute ? 0 : l));
     }
+    tw_ref ge = trainer_gw(t, -1, TW_W_TOK_EMBD);
+    if (ge.buf) /* full fine-tuning: the embedding rows of the batch's tokens */
+        TRY(tw_op_embed_bwd(t->be, ge, bref(t, B_DX, 0, 0), bref(t, B_IDS, 0, 0), t->vocab, t->n, t->d));
     return TW_OK;
 }
 
@@ -586,6 +668,17 @@ static void acc_stats(const step_acc *a, int dpo, trainer_step_stats *s) {
     s->n_loss_tokens = a->n_loss_tokens;
 }
 
+/* The trained parameters (the adapters' regions, or full fine-tuning's): floats per region and
+ * a view of region reg (LORA_* and FULLFT_* share the order PARAM, GRAD, ADAM_M, ADAM_V). */
+static size_t p_floats(const trainer *t) {
+    return t->s ? lora_set_n_floats(t->s) : fullft_n_floats(t->f);
+}
+static tw_ref p_ref(const trainer *t, int reg) {
+    return t->s ? lora_set_ref(t->s, (lora_region)reg, 0) : fullft_ref(t->f, (fullft_region)reg, 0);
+}
+_Static_assert((int)LORA_GRAD == (int)FULLFT_GRAD && (int)LORA_ADAM_V == (int)FULLFT_ADAM_V,
+               "lora.h's and fullft.h's regions are in the same order");
+
 tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, int64_t step,
                        const double *ref, trainer_step_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -593,7 +686,7 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
     if (dpo && !ref) return tw_error(TW_ERR_ARG, "trainer: DPO needs the reference log-probs");
     if (o->micro_tokens < 1 || o->batch_tokens < 1)
         return tw_error(TW_ERR_ARG, "trainer: batch and micro-batch tokens must be >= 1");
-    TRY(lora_set_zero(t->s, LORA_GRAD));
+    TRY(t->s ? lora_set_zero(t->s, LORA_GRAD) : fullft_zero(t->f, FULLFT_GRAD));
     ds_batch *g = &t->batch;
     TRY(ds_next_batch(ds, DS_SPLIT_TRAIN, o->batch_tokens, 0, g));
     /* SFT: the mean over the global batch's loss tokens; DPO: over its pairs (comm.h's
@@ -627,8 +720,9 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
     }
     tw_free(exb);
     TRY(st);
-    size_t nf = lora_set_n_floats(t->s);
-    TRY(lora_set_download(t->s, LORA_GRAD, t->grad_host));
+    size_t nf = p_floats(t);
+    TRY(t->s ? lora_set_download(t->s, LORA_GRAD, t->grad_host)
+             : fullft_download(t->f, FULLFT_GRAD, t->grad_host));
     if (n_ranks > 1) {
         /* one all-reduce of the whole GRAD region (comm.h: fixed rank order, same bits on
          * every rank), and one of the step's sums */
@@ -636,7 +730,8 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
                           (double)acc.n_loss_tokens};
         TRY(comm_allreduce_sum_f32(t->comm, t->grad_host, nf));
         TRY(comm_allreduce_sum_f64(t->comm, sums, 7));
-        TRY(lora_set_upload(t->s, LORA_GRAD, t->grad_host));
+        TRY(t->s ? lora_set_upload(t->s, LORA_GRAD, t->grad_host)
+                 : fullft_upload(t->f, FULLFT_GRAD, t->grad_host));
         acc.loss_sum = sums[0];
         acc.rc = sums[1];
         acc.rr = sums[2];
@@ -656,10 +751,9 @@ tw_status trainer_step(trainer *t, ds_dataset *ds, const trainer_step_opts *o, i
                         (long long)step + 1, isfinite(stats->loss) ? "the gradient norm" : "the loss",
                         stats->loss, stats->grad_norm);
     }
-    return tw_op_adamw(t->be, lora_set_ref(t->s, LORA_PARAM, 0), lora_set_ref(t->s, LORA_GRAD, 0),
-                       lora_set_ref(t->s, LORA_ADAM_M, 0), lora_set_ref(t->s, LORA_ADAM_V, 0),
-                       (int64_t)nf, (float)o->lr, o->beta1, o->beta2, o->eps, o->weight_decay,
-                       (float)stats->clip_scale, step + 1);
+    return tw_op_adamw(t->be, p_ref(t, LORA_PARAM), p_ref(t, LORA_GRAD), p_ref(t, LORA_ADAM_M),
+                       p_ref(t, LORA_ADAM_V), (int64_t)nf, (float)o->lr, o->beta1, o->beta2, o->eps,
+                       o->weight_decay, (float)stats->clip_scale, step + 1);
 }
 
 tw_status trainer_eval(trainer *t, ds_dataset *ds, size_t micro_tokens, float dpo_beta,

@@ -37,8 +37,11 @@
  * Determinism: every op is bit-identical across runs and thread counts (kernels.h), and the
  * step reads no clock or unseeded randomness, so a seed and a data order give the same bits.
  *
- * Limits (TW_ERR_UNSUPPORTED): architectures other than the llama family and GPT-2, training
- * the base weights (full fine-tuning), NF4 bases (the op table has no NF4 matmul).
+ * Full fine-tuning (trainer_new_full) trains every weight instead: the same step with f32
+ * copies of the weights and their gradients (see there).
+ *
+ * Limits (TW_ERR_UNSUPPORTED): architectures other than the llama family and GPT-2 (full
+ * fine-tuning: the llama family only), NF4 bases (the op table has no NF4 matmul).
  *
  * Thread safety: a trainer belongs to its model's backend thread; one call at a time.
  */
@@ -51,6 +54,7 @@
 #include "comm.h"
 #include "core.h"
 #include "dataset.h"
+#include "fullft.h"
 #include "kernels.h"
 #include "lora.h"
 #include "model.h"
@@ -71,6 +75,15 @@ typedef struct {
  * dimensions), TW_ERR_UNSUPPORTED (see Limits), TW_ERR_NOMEM. *out is for trainer_free. */
 tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer **out);
 void trainer_free(trainer *t); /* NULL is a no-op */
+
+/* Full fine-tuning (fullft.h): a trainer for model m (llama family) that trains every weight
+ * of f (made from m; both must outlive the trainer) instead of adapters: the forward reads f's
+ * fp32 weights, the backward adds each weight's gradient to f's GRAD region (matmul_dw with
+ * the bias, rmsnorm_bwd's dw, the head's dW from xent, the embedding's scatter from
+ * embed_bwd; a tied table receives both of the last two) and trainer_step runs AdamW over f.
+ * trainer_set_lora_enabled has no effect; trainer_ref_logps uses the current weights (call it
+ * before the first step for DPO's references). TW_ERR_UNSUPPORTED for GPT-2. */
+tw_status trainer_new_full(tw_model *m, fullft_set *f, const trainer_opts *o, trainer **out);
 
 /* Bytes of the trainer's activation buffer. */
 size_t trainer_act_bytes(const trainer *t);

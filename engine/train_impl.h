@@ -53,7 +53,13 @@ enum {
 
 struct trainer {
     tw_model *m;
-    lora_set *s;
+    lora_set *s;       /* LoRA: the adapters; NULL in full fine-tuning */
+    fullft_set *f;     /* full fine-tuning: the trained weights; NULL with LoRA */
+    tw_weight *fw;     /* full: ((L+1) * TW_W_COUNT) the weights the step uses (f32 views of
+                          f's PARAM for trained roles, the model's for the rest); row 0:
+                          model-wide roles, row l+1: layer l */
+    tw_ref *fg;        /* full: the same shape, the gradient of each trained weight (none
+                          elsewhere) */
     tw_backend *be;
     int64_t N; /* max tokens */
     int recompute, lora_on;
@@ -83,6 +89,16 @@ struct trainer {
     float *grad_host; /* (lora_set_n_floats) */
     int32_t *mb_tgt;  /* (N) */
 };
+
+/* The weight of role in layer l (-1: model-wide) as the step uses it, and its gradient
+ * (tw_ref_none() when it is frozen: always with LoRA). */
+static inline const tw_weight *trainer_w(const trainer *t, int64_t l, tw_wrole role) {
+    if (t->fw) return &t->fw[(l + 1) * TW_W_COUNT + role];
+    return role < TW_W_LAYER_FIRST ? &t->m->g[role] : tw_layer_w(t->m, (int32_t)l, role);
+}
+static inline tw_ref trainer_gw(const trainer *t, int64_t l, tw_wrole role) {
+    return t->fg ? t->fg[(l + 1) * TW_W_COUNT + role] : tw_ref_none();
+}
 
 static inline tw_ref bref(const trainer *t, int which, int64_t row, int64_t width) {
     return tw_ref_at(t->buf, t->off_b[which] + (size_t)(row * width) * 4);

@@ -15,87 +15,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "gguf.h"
 #include "kernel_inputs.h"
 #include "kernels.h"
 #include "lora.h"
 #include "model.h"
 #include "test.h"
+#include "tiny_llama.h"
 #include "train.h"
 
-enum { D = 32, L = 2, NH = 4, NKV = 2, HD = 8, FF = 48, NT = 40 };
+enum { NT = 40 };
 
 static kin_rng rng = {0x74666561};
-
-/* A tiny llama GGUF with random weights and the tokenizer of the tiny GPT-2 fixture. */
-static int write_model(const char *path) {
-    const char *data = getenv("TWIN_TEST_DATA");
-    if (!data) data = "tests/data";
-    char tp[1024];
-    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
-    gguf_file *tf = gguf_open(tp);
-    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
-    const gguf_value *toks = gguf_find(tf, "tokenizer.ggml.tokens");
-    int64_t vocab = toks ? (int64_t)toks->v.arr.count : 0;
-    if (vocab < 64) return fprintf(stderr, "%s: no vocabulary\n", tp), gguf_close(tf), 1;
-    gguf_writer *w = gguf_writer_new(3, 0);
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights, dropout test)");
-    gguf_writer_set_u32(w, "llama.context_length", 64);
-    gguf_writer_set_u32(w, "llama.embedding_length", D);
-    gguf_writer_set_u32(w, "llama.block_count", L);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", FF);
-    gguf_writer_set_u32(w, "llama.attention.head_count", NH);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", NKV);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", HD);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
-        const gguf_kv *kv = gguf_kv_at(tf, i);
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
-    }
-    struct {
-        const char *name;
-        int64_t ne0, ne1;
-        float scale;
-        int norm;
-    } ts[] = {{"token_embd.weight", D, vocab, 1.0f, 0},
-              {"output_norm.weight", D, 1, 0.2f, 1},
-              {"output.weight", D, vocab, 0.3f, 0},
-              {"blk.%d.attn_norm.weight", D, 1, 0.2f, 1},
-              {"blk.%d.attn_q.weight", D, NH * HD, 0.3f, 0},
-              {"blk.%d.attn_k.weight", D, NKV * HD, 0.3f, 0},
-              {"blk.%d.attn_v.weight", D, NKV * HD, 0.3f, 0},
-              {"blk.%d.attn_output.weight", NH * HD, D, 0.3f, 0},
-              {"blk.%d.ffn_norm.weight", D, 1, 0.2f, 1},
-              {"blk.%d.ffn_gate.weight", D, FF, 0.3f, 0},
-              {"blk.%d.ffn_up.weight", D, FF, 0.3f, 0},
-              {"blk.%d.ffn_down.weight", FF, D, 0.3f, 0}};
-    tw_status st = TW_OK;
-    char **names = calloc(64, sizeof *names);
-    int nn = 0;
-    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
-        for (int l = 0; l < (strstr(ts[k].name, "%d") ? L : 1); l++) {
-            char name[64];
-            snprintf(name, sizeof name, ts[k].name, l);
-            int64_t ne[2] = {ts[k].ne0, ts[k].ne1}, cnt = ne[0] * ne[1];
-            float *p = malloc((size_t)cnt * 4); /* the writer reads it at write time */
-            kin_fill(&rng, p, cnt, ts[k].scale);
-            if (ts[k].norm)
-                for (int64_t i = 0; i < cnt; i++) p[i] += 1.0f;
-            names[nn++] = (char *)p;
-            if (st == TW_OK) st = gguf_writer_add_tensor(w, name, TW_DTYPE_F32, ne[1] == 1 ? 1 : 2, ne, p);
-        }
-    if (st == TW_OK) st = gguf_writer_write(w, path);
-    for (int i = 0; i < nn; i++) free(names[i]);
-    free(names);
-    gguf_writer_free(w);
-    gguf_close(tf);
-    if (st != TW_OK) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
-    return 0;
-}
 
 static tw_backend *be;
 static tw_model *model;
@@ -302,7 +232,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     char path[512];
     snprintf(path, sizeof path, "%s/tiny.gguf", tmpdir);
-    if (write_model(path)) return 1;
+    if (tiny_llama_write(path, 0, &rng)) return 1;
     CHECK(tw_backend_open("cpu", &be) == TW_OK);
     CHECK(tw_model_load(path, be, NULL, &model) == TW_OK);
     if (!model) return fprintf(stderr, "%s\n", tw_errmsg()), 1;

@@ -1,0 +1,90 @@
+/* tiny_llama.h: a tiny llama GGUF with seeded random F32 weights for the training tests
+ * (test_train_dropout, test_train_full): 2 layers, n_embd 32, 4 query heads over 2 kv heads
+ * of 8, n_ff 48, the tokenizer (288 tokens) of the tiny GPT-2 fixture under TWIN_TEST_DATA.
+ * Norm weights are 1 + noise, matrices scaled so that activations stay O(1). tied = 1 leaves
+ * out output.weight (the head is the token embedding). Returns 0, or 1 with a message. */
+#ifndef TWIN_TESTS_TINY_LLAMA_H
+#define TWIN_TESTS_TINY_LLAMA_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "kernel_inputs.h"
+
+enum { TL_D = 32, TL_L = 2, TL_NH = 4, TL_NKV = 2, TL_HD = 8, TL_FF = 48 };
+
+static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
+    const char *data = getenv("TWIN_TEST_DATA");
+    if (!data) data = "tests/data";
+    char tp[1024];
+    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
+    gguf_file *tf = gguf_open(tp);
+    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
+    const gguf_value *toks = gguf_find(tf, "tokenizer.ggml.tokens");
+    int64_t vocab = toks ? (int64_t)toks->v.arr.count : 0;
+    if (vocab < 64) return fprintf(stderr, "%s: no vocabulary\n", tp), gguf_close(tf), 1;
+    gguf_writer *w = gguf_writer_new(3, 0);
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights)");
+    gguf_writer_set_u32(w, "general.file_type", 0);
+    gguf_writer_set_u32(w, "llama.context_length", 64);
+    gguf_writer_set_u32(w, "llama.embedding_length", TL_D);
+    gguf_writer_set_u32(w, "llama.block_count", TL_L);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", TL_FF);
+    gguf_writer_set_u32(w, "llama.attention.head_count", TL_NH);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", TL_NKV);
+    gguf_writer_set_u32(w, "llama.rope.dimension_count", TL_HD);
+    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
+        const gguf_kv *kv = gguf_kv_at(tf, i);
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
+    }
+    struct {
+        const char *name;
+        int64_t ne0, ne1;
+        float scale;
+        int norm;
+    } ts[] = {{"token_embd.weight", TL_D, vocab, 1.0f, 0},
+              {"output_norm.weight", TL_D, 1, 0.2f, 1},
+              {"output.weight", TL_D, vocab, 0.3f, 0},
+              {"blk.%d.attn_norm.weight", TL_D, 1, 0.2f, 1},
+              {"blk.%d.attn_q.weight", TL_D, TL_NH * TL_HD, 0.3f, 0},
+              {"blk.%d.attn_k.weight", TL_D, TL_NKV * TL_HD, 0.3f, 0},
+              {"blk.%d.attn_v.weight", TL_D, TL_NKV * TL_HD, 0.3f, 0},
+              {"blk.%d.attn_output.weight", TL_NH * TL_HD, TL_D, 0.3f, 0},
+              {"blk.%d.ffn_norm.weight", TL_D, 1, 0.2f, 1},
+              {"blk.%d.ffn_gate.weight", TL_D, TL_FF, 0.3f, 0},
+              {"blk.%d.ffn_up.weight", TL_D, TL_FF, 0.3f, 0},
+              {"blk.%d.ffn_down.weight", TL_FF, TL_D, 0.3f, 0}};
+    tw_status st = TW_OK;
+    float *keep[64];
+    int nk = 0;
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+        if (tied && !strcmp(ts[k].name, "output.weight")) continue;
+        for (int l = 0; l < (strstr(ts[k].name, "%d") ? TL_L : 1); l++) {
+            char name[64];
+            snprintf(name, sizeof name, ts[k].name, l);
+            int64_t ne[2] = {ts[k].ne0, ts[k].ne1}, cnt = ne[0] * ne[1];
+            float *p = malloc((size_t)cnt * 4); /* the writer reads it at write time */
+            kin_fill(rng, p, cnt, ts[k].scale);
+            if (ts[k].norm)
+                for (int64_t i = 0; i < cnt; i++) p[i] += 1.0f;
+            keep[nk++] = p;
+            if (st == TW_OK)
+                st = gguf_writer_add_tensor(w, name, TW_DTYPE_F32, ne[1] == 1 ? 1 : 2, ne, p);
+        }
+    }
+    if (st == TW_OK) st = gguf_writer_write(w, path);
+    for (int i = 0; i < nk; i++) free(keep[i]);
+    gguf_writer_free(w);
+    gguf_close(tf);
+    if (st != TW_OK) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
+    return 0;
+}
+
+#endif
