@@ -198,6 +198,11 @@ tw_status tw_model_proj_convert(tw_model *m, tw_dtype to) {
                  l, role_name((tw_wrole)((i - TW_W_LAYER_FIRST) % (TW_W_COUNT - TW_W_LAYER_FIRST) +
                                          TW_W_LAYER_FIRST)));
         if ((st = weight_to_f32(m, w, name, src, weight_size(w), f)) != TW_OK) break;
+        /* its file pages are not needed any more (the model stays usable if a later step
+         * fails: a page given back is read again on its next touch), so the process never
+         * holds the old and the new base at once */
+        const uint8_t *p = mapped_addr(m, w);
+        if (p) pages_release(p, weight_size(w));
         size_t n = (size_t)(w->ne0 * w->ne1), nd;
         new_off[i] = off;
         if (to == TW_DTYPE_NF4) {
@@ -228,8 +233,6 @@ tw_status tw_model_proj_convert(tw_model *m, tw_dtype to) {
         tw_weight *w = weight_at(m, i);
         if (!w->ref.buf) continue;
         if (converts(m, i, to)) {
-            const uint8_t *p = mapped_addr(m, w);
-            if (p) pages_release(p, weight_size(w));
             w->ref = tw_ref_at(nb, new_off[i]);
             w->type = to;
         } else if (w->ref.buf == m->owned) {

@@ -39,7 +39,9 @@ static void usage(FILE *out) {
             "  --dpo                preference data, DPO loss (--beta 0.1)\n"
             "  --ref-from BASE      DPO reference model (default: the base without adapters)\n"
             "  --lora-r 16 --lora-alpha 32 --lora-targets all --lora-dropout 0 --rslora\n"
-            "  --qlora native|nf4   native (default): the base's own GGUF type; nf4: not available\n"
+            "  --qlora native|nf4   native (default): the base's own GGUF type; nf4: its seven\n"
+            "                       projections re-quantized to NF4 (QLoRA's 4-bit NormalFloat,\n"
+            "                       double quantization), the rest as stored\n"
             "  --lr 2e-4 --warmup 10 --schedule cosine|linear|constant --min-lr-ratio 0.1\n"
             "  --steps N | --epochs E   optimizer steps (default: 1 epoch)\n"
             "  --batch-tokens 2048  tokens per optimizer step (whole examples)\n"
@@ -152,9 +154,6 @@ static int parse_args(int argc, char **argv, train_args *a) {
         return cli_fail(CLI_USAGE, "train", "--schedule '%s': expected cosine, linear or constant", a->schedule);
     if (strcmp(a->qlora, "native") && strcmp(a->qlora, "nf4"))
         return cli_fail(CLI_USAGE, "train", "--qlora '%s': expected native or nf4", a->qlora);
-    if (!strcmp(a->qlora, "nf4"))
-        return cli_fail(CLI_ERR, "train", "--qlora nf4: not available: the op table has no NF4 "
-                                          "matmul yet (engine/nf4.h is host-only); use native");
     if (a->micro == 0) a->micro = a->batch_tokens;
     if (a->micro > a->batch_tokens) a->micro = a->batch_tokens;
     unsigned mask;
@@ -299,6 +298,9 @@ int cmd_train(int argc, char **argv) {
         goto done;                                                                            \
     } while (0)
     if (tw_backend_open("cpu", &be) != TW_OK || tw_model_load(base_path, be, NULL, &m) != TW_OK) FAIL();
+    /* --qlora nf4: the frozen projections become NF4 (model_convert.c); the GGUF pages they
+     * came from are given back, the adapter still names the GGUF as its base */
+    if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(m, TW_DTYPE_NF4) != TW_OK) FAIL();
     if (lora_base_from_model(m, &base) != TW_OK || lora_model_hash(base_path, base.sha256) != TW_OK) FAIL();
     const char *jinja = tw_model_chat_template(m);
     if (a.tmpl ? tw_chat_template_from_name_for(a.tmpl, jinja, &tpl) != TW_OK
@@ -424,6 +426,8 @@ int cmd_train(int argc, char **argv) {
             }
             if (strcmp(ref_path, base_path) != 0) {
                 if (tw_model_load(ref_path, be, NULL, &ref_m) != TW_OK) FAIL();
+                if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(ref_m, TW_DTYPE_NF4) != TW_OK)
+                    FAIL();
                 if (trainer_new(ref_m, s, &to, &rt) != TW_OK) FAIL();
                 use = rt;
             }
