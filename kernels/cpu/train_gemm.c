@@ -37,7 +37,8 @@
 #define MR 6   /* rows of the micro-kernel */
 #define NR 16  /* columns of the micro-kernel (two AVX2 vectors) */
 #define KC 256 /* reduction steps per packed panel */
-#define NC_MAX 256
+#define NC_MAX 384 /* a B panel of KC x NC_MAX floats is 384 KiB: within a 512 KiB L2 */
+#define A_WIDE (8u << 20) /* bytes of A beyond which column tiles are made wide (pick_nc) */
 
 typedef struct {
     float *c; /* (M, N), row stride ldc */
@@ -164,6 +165,59 @@ static void pack_b(const gemm_job *g, float *bp, int64_t p0, int64_t kc, int64_t
     }
 }
 
+#ifdef TW_X86
+/* pack_b for the 32-blocks of Q4_0, Q4_1 and Q8_0 in AVX2: each block of a row is widened
+ * straight into its two slivers (elements 0..15 -> sliver 2b, 16..31 -> 2b+1), without the
+ * row scratch, the per-block call and the copy of the portable path. The values are the bits
+ * of tw_dequantize_row (engine/quant.c): the fp16 scales widen exactly (F16C), and each element
+ * is d * q (Q4_0: q = nibble - 8; Q8_0: the int8) or d * q + m (Q4_1), a rounded product then
+ * a rounded sum (no FMA), as the C dequantizer computes them under -std=c11 (no contraction).
+ * nc: a multiple of 32 (whole blocks; the caller's tiles are). In xent's dh (a 64-row chunk
+ * times the 49152 x 576 Q8_0 head) the portable path cost more than the GEMM itself. */
+TW_AVX2 static void pack_b_q32_avx2(const gemm_job *g, float *bp, int64_t p0, int64_t kc,
+                                    int64_t j0, int64_t nc) {
+    const size_t ts = tw_dtype_type_size(g->bt);
+    const int64_t nb = nc / 32;
+    const __m128i lo4 = _mm_set1_epi8(0x0F);
+    for (int64_t p = 0; p < kc; p++) {
+        const uint8_t *blk = (const uint8_t *)g->b + (size_t)(p0 + p) * g->b_rb + (size_t)(j0 / 32) * ts;
+        for (int64_t b = 0; b < nb; b++, blk += ts) {
+            float *d0 = bp + ((2 * b) * kc + p) * NR, *d1 = d0 + kc * NR;
+            uint16_t h;
+            memcpy(&h, blk, 2);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+            __m128i q0, q1; /* elements 0..15 and 16..31 as 16 int8 each */
+            if (g->bt == TW_DTYPE_Q8_0) {
+                q0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+                q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+            } else {
+                const __m128i qs = _mm_loadu_si128((const __m128i *)(blk + (g->bt == TW_DTYPE_Q4_1 ? 4 : 2)));
+                q0 = _mm_and_si128(qs, lo4);
+                q1 = _mm_and_si128(_mm_srli_epi16(qs, 4), lo4);
+                if (g->bt == TW_DTYPE_Q4_0) {
+                    q0 = _mm_sub_epi8(q0, _mm_set1_epi8(8));
+                    q1 = _mm_sub_epi8(q1, _mm_set1_epi8(8));
+                }
+            }
+            __m256 v[4] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)),
+                           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))),
+                           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)),
+                           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)))};
+            for (int i = 0; i < 4; i++) v[i] = _mm256_mul_ps(d, v[i]);
+            if (g->bt == TW_DTYPE_Q4_1) {
+                memcpy(&h, blk + 2, 2);
+                const __m256 m = _mm256_set1_ps(_cvtsh_ss(h));
+                for (int i = 0; i < 4; i++) v[i] = _mm256_add_ps(v[i], m);
+            }
+            _mm256_store_ps(d0, v[0]);
+            _mm256_store_ps(d0 + 8, v[1]);
+            _mm256_store_ps(d1, v[2]);
+            _mm256_store_ps(d1 + 8, v[3]);
+        }
+    }
+}
+#endif
+
 /* A rows [i0, i0+mr), reduction [p0, p0+kc) -> ap (kc, MR), rows from mr on zero. */
 static void pack_a(const gemm_job *g, float *ap, int64_t i0, int mr, int64_t p0, int64_t kc) {
     if (g->a_rs == 1 && mr == MR) { /* dy^T: the MR values of a step are contiguous */
@@ -200,6 +254,9 @@ static tw_status gemm_run(const gemm_job *g, const char *opname) {
 #ifdef TW_X86
     if (g->avx2) ukr = ukr_avx2;
 #endif
+    /* the AVX2 packing of 32-blocks (tiles are whole blocks: nc and N multiples of 32) */
+    int q32 = g->avx2 && (g->bt == TW_DTYPE_Q4_0 || g->bt == TW_DTYPE_Q4_1 || g->bt == TW_DTYPE_Q8_0);
+    (void)q32;
     int par = tasks > 1 && (double)g->M * (double)g->N * (double)g->P >= 65536.0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
     for (int64_t t = 0; t < tasks; t++) {
@@ -212,7 +269,12 @@ static tw_status gemm_run(const gemm_job *g, const char *opname) {
         for (int64_t p0 = 0; p0 < g->P; p0 += KC) {
             int64_t kc = g->P - p0 < KC ? g->P - p0 : KC;
             int load = g->accumulate || p0 > 0;
-            pack_b(g, bp, p0, kc, j0, ncw, row);
+#ifdef TW_X86
+            if (q32)
+                pack_b_q32_avx2(g, bp, p0, kc, j0, ncw);
+            else
+#endif
+                pack_b(g, bp, p0, kc, j0, ncw, row);
             for (int64_t i = i0; i < i0 + mcw; i += MR) {
                 int mr = (int)(i0 + mcw - i < MR ? i0 + mcw - i : MR);
                 const float *a = g->a + i * g->a_rs + p0 * g->a_ps;
@@ -233,11 +295,26 @@ static tw_status gemm_run(const gemm_job *g, const char *opname) {
     return TW_OK;
 }
 
-/* The widest column tile (a multiple of NR and of the block size bs, at most NC_MAX) that
- * still gives every thread several tiles (n_mt row tiles times N / nc column tiles >= 8 per
- * thread, for dynamic balance), but not narrower than 32 columns (or one block). */
-static int64_t pick_nc(int64_t N, int64_t n_mt, int64_t bs) {
+/* The column tile nc (a multiple of NR and of the block size bs, at most NC_MAX) for C (M, N)
+ * in n_mt row tiles, when A takes a_bytes. Each column tile reads all of A once, and each row
+ * tile packs (dequantizes) its B panels once, so:
+ *  - A small (within a share of the L3 cache, A_WIDE): the widest tile that still gives every
+ *    thread several tiles (n_mt row tiles times N / nc column tiles >= 8 per thread, for
+ *    dynamic balance), but not narrower than 32 columns (or one block); re-reading A from the
+ *    cache costs little;
+ *  - A large (xent's dh: 64 rows x a 49152 vocabulary, 12 MiB): A comes from memory for every
+ *    column tile, so as few tiles as still give each thread one: about N / threads, rounded up
+ *    to whole slivers and blocks (576 columns at 2 threads: 288). Measured on xent's shape at
+ *    one thread, 1.37x the 32-column tiles (53 -> 72 GFLOP/s). */
+static int64_t pick_nc(int64_t N, int64_t n_mt, int64_t bs, double a_bytes) {
     int nt = tw_threads_get();
+    int64_t unit = bs > NR ? bs : NR; /* bs is 1 or a power of two: a multiple of both */
+    if (a_bytes > (double)A_WIDE) {
+        for (int64_t t = n_mt >= nt ? 1 : (nt + n_mt - 1) / n_mt;; t++) {
+            int64_t nc = ((N + t - 1) / t + unit - 1) / unit * unit;
+            if (nc <= NC_MAX) return nc;
+        }
+    }
     int64_t lo = bs > 32 ? bs : 32, nc = bs > 128 ? bs : 128;
     while (nc / 2 >= lo && nc % 2 == 0 && (nc / 2) % bs == 0 && (nc / 2) % NR == 0 &&
            n_mt * ((N + nc - 1) / nc) < 8 * (int64_t)nt)
@@ -258,7 +335,7 @@ tw_status tw_cpu_matmul_dx_variant(float *dx, const float *dy, const void *w, tw
                   .a = dy, .a_rs = n_out, .a_ps = 1, .pack_a = 0,
                   .b = w, .b_rb = tw_dtype_row_bytes(wt, k), .bt = wt,
                   .mc = m > 0 ? m : 1, .avx2 = !force_portable && tw_cpu_has_avx2_fma()};
-    g.nc = pick_nc(k, 1, bs);
+    g.nc = pick_nc(k, 1, bs, 4.0 * (double)m * (double)n_out);
     return gemm_run(&g, "matmul_dx");
 }
 
@@ -275,7 +352,7 @@ tw_status tw_cpu_matmul_dw_variant(float *dw, float *dbias, const float *dy, con
                   .a = dy, .a_rs = 1, .a_ps = n_out, .pack_a = 1,
                   .b = x, .b_rb = (size_t)k * sizeof(float), .bt = TW_DTYPE_F32,
                   .mc = 16 * MR, .avx2 = !force_portable && tw_cpu_has_avx2_fma()};
-    g.nc = pick_nc(k, (n_out + g.mc - 1) / g.mc, 1);
+    g.nc = pick_nc(k, (n_out + g.mc - 1) / g.mc, 1, 4.0 * (double)m * (double)n_out);
     tw_status st = gemm_run(&g, "matmul_dw");
     if (st != TW_OK || !dbias) return st;
     /* dbias[o] (+)= sum_i dy[i,o], in order of i for each o: slices of 64 columns of dy. */
