@@ -20,7 +20,8 @@
  * seed; loss on every token), the fused LM head + cross-entropy with its gradient, the
  * backward through every layer (LoRA r on all seven projections, the base frozen), the
  * download of the gradients for the global norm, and AdamW. Reported per mode: tokens/s, the
- * forward and backward shares, model GFLOP/s (counted below), peak RSS, the bytes of the
+ * forward and backward shares, the process CPU seconds per step (steadier than wall time on a
+ * busy machine), model GFLOP/s (counted below), peak RSS, the bytes of the
  * seven projections in the mode's type and of all weights, and the conversion time.
  *
  * FLOPs per step of T tokens (multiply-add = 2): base matmuls 2*T*P forward + 2*T*P for dx
@@ -52,6 +53,14 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* CPU seconds of the whole process (all threads): on a busy machine wall time measures the
+ * load as much as the code, CPU time much less so. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -120,7 +129,7 @@ static const char *const mode_labels[N_MODES] = {"f32 LoRA (base f32)", "QLoRA n
 /* What a mode's child sends back through its pipe. */
 typedef struct {
     int ok;
-    double step_s, fwd_s, bwd_s, gflops, loss, convert_s;
+    double step_s, fwd_s, bwd_s, gflops, loss, convert_s, cpu_s;
     double weight_bytes, base_bytes, act_bytes, lora_bytes, peak_rss;
     int n_layer, n_embd, n_ff, n_vocab;
     char arch[16];
@@ -210,9 +219,9 @@ static void run_mode(int mode, const char *path, long seq, long rank, long steps
     size_t ex[2] = {0, (size_t)T};
     trainer_batch b = {T, tok, tgt, pos, seg, 1, ex};
     float scale = 1.0f / (float)(T - 1);
-    double t_fwd = 0, t_bwd = 0, t_opt = 0;
+    double t_fwd = 0, t_bwd = 0, t_opt = 0, c_steps = 0;
     for (long it = 0; it <= steps; it++) { /* step 0 warms up */
-        double t0 = now_s();
+        double c0 = cpu_s(), t0 = now_s();
         tw_status st = lora_set_zero(s, LORA_GRAD);
         if (!st) st = trainer_forward(t, &b);
         if (!st) st = trainer_loss(t, &scale, NULL);
@@ -231,6 +240,7 @@ static void run_mode(int mode, const char *path, long seq, long rank, long steps
         double t3 = now_s();
         if (st) goto fail;
         if (it > 0) {
+            c_steps += cpu_s() - c0;
             t_fwd += t1 - t0;
             t_bwd += t2 - t1;
             t_opt += t3 - t2;
@@ -249,6 +259,7 @@ static void run_mode(int mode, const char *path, long seq, long rank, long steps
     r->step_s = (t_fwd + t_bwd + t_opt) / (double)steps;
     r->fwd_s = t_fwd / (double)steps;
     r->bwd_s = t_bwd / (double)steps;
+    r->cpu_s = c_steps / (double)steps;
     r->gflops = flops / r->step_s * 1e-9;
     r->act_bytes = (double)trainer_act_bytes(t);
     r->lora_bytes = (double)lora_set_n_floats(s) * 4 * LORA_N_REGIONS;
@@ -365,8 +376,9 @@ int cmd_bench_train(int argc, char **argv) {
     printf("twin bench train: %s, seq %ld, LoRA r %ld on all 7 projections, %s\n", path, seq,
            rank, recompute ? "recompute" : "activations kept");
     bench_print_machine(threads);
-    printf("\n%-26s %9s %8s %8s %8s %8s %9s %9s %9s %7s %7s\n", "mode", "tokens/s", "step s",
-           "fwd s", "bwd s", "GFLOP/s", "peak MiB", "base MiB", "wts MiB", "conv s", "loss");
+    printf("\n%-26s %9s %8s %8s %8s %8s %8s %9s %9s %9s %7s %7s\n", "mode", "tokens/s", "step s",
+           "fwd s", "bwd s", "cpu s", "GFLOP/s", "peak MiB", "base MiB", "wts MiB", "conv s",
+           "loss");
     mode_result res[N_MODES * 4];
     for (int i = 0; i < n_order; i++) {
         mode_result *r = &res[i];
@@ -376,9 +388,9 @@ int cmd_bench_train(int argc, char **argv) {
             rc = CLI_ERR;
             continue;
         }
-        printf("%-26s %9.1f %8.3f %8.3f %8.3f %8.2f %9.0f %9.1f %9.1f %7.2f %7.3f\n",
+        printf("%-26s %9.1f %8.3f %8.3f %8.3f %8.3f %8.2f %9.0f %9.1f %9.1f %7.2f %7.3f\n",
                mode_labels[order[i]], (double)seq / r->step_s, r->step_s, r->fwd_s, r->bwd_s,
-               r->gflops, r->peak_rss / 1048576.0, r->base_bytes / 1048576.0,
+               r->cpu_s, r->gflops, r->peak_rss / 1048576.0, r->base_bytes / 1048576.0,
                r->weight_bytes / 1048576.0, r->convert_s, r->loss);
         fflush(stdout);
     }
@@ -390,6 +402,8 @@ int cmd_bench_train(int argc, char **argv) {
                res[first].n_layer, res[first].n_embd, res[first].n_ff, res[first].n_vocab);
     for (int i = 0; i < n_order; i++)
         if (res[i].ok) {
+            printf("  cpu s = process CPU seconds per step (all threads; on a busy machine the "
+                   "steadier figure); tokens per CPU second: see each row's seq / cpu s\n");
             printf("  activations %.1f MiB, adapter state (param, grad, 2 moments) %.1f MiB; base "
                    "MiB = the seven projections in the mode's type (the rest of the weights: "
                    "embeddings, head, norms, as stored)\n", res[i].act_bytes / 1048576.0,
