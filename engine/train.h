@@ -40,8 +40,11 @@
  * Full fine-tuning (trainer_new_full) trains every weight instead: the same step with f32
  * copies of the weights and their gradients (see there).
  *
+ * An NF4 base (QLoRA: tw_model_proj_convert(m, TW_DTYPE_NF4) before trainer_new) needs
+ * nothing here: its matmuls dequantize chunks of rows inside the op (kernels.h, NF4 weights).
+ *
  * Limits (TW_ERR_UNSUPPORTED): architectures other than the llama family and GPT-2 (full
- * fine-tuning: the llama family only), NF4 bases (the op table has no NF4 matmul).
+ * fine-tuning: the llama family only).
  *
  * Thread safety: a trainer belongs to its model's backend thread; one call at a time.
  */
