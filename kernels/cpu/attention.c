@@ -1,13 +1,18 @@
 /* attention.c: the optimized CPU kernels of TW_OP_KV_WRITE and TW_OP_ATTENTION (kernels.h).
  *
- * Attention: one task per (token, kv head), OpenMP over tasks. A task walks the token's
- * positions page by page and serves every query head of its group from each K/V row it loads
- * (grouped-query attention reads the cache once per group, not once per head).
- * Portable C: an online softmax in fp32 (a running maximum m, a running sum l and an
- * unnormalized output o; a new score above m rescales l and o by expf(m - s)).
- * AVX2: llama.cpp's arithmetic, below. Precision: fp32 dot products of head_dim terms,
- * exponentials within 2 ulp, sums of up to tok_pos + 1 terms, and with an f16 cache the f16
- * rounding of q and of the weights (AVX2): the tests derive their bound from these. */
+ * Attention, AVX2: tokens whose sequence has >= 2 tokens in the call (a prompt chunk) go in
+ * tiles of consecutive tokens of one sequence, one task per (tile, kv head): the tile's K and
+ * V rows are converted once and all of its query rows (tokens x heads of the group) are
+ * served by two register-blocked products (attend_tile_avx2). Other tokens (decode steps) are
+ * one task per (token, kv head) (attend_avx2), which serves every query head of its group
+ * from each K/V row it loads. OpenMP over tasks; both compute llama.cpp's arithmetic (below),
+ * so the tiles change no bit: a token's result does not depend on its tile, its batch or the
+ * thread count.
+ * Portable C: one task per (token, kv head), an online softmax in fp32 (a running maximum m, a
+ * running sum l and an unnormalized output o; a new score above m rescales l and o by
+ * expf(m - s)). Precision: fp32 dot products of head_dim terms, exponentials within 2 ulp,
+ * sums of up to tok_pos + 1 terms, and with an f16 cache the f16 rounding of q and of the
+ * weights (AVX2): the tests derive their bound from these. */
 #include "cpu_kernels.h"
 #include "simd_avx2.h"
 
@@ -179,6 +184,49 @@ AVX2 static inline void dot4_batch(const float *q, const float *k0, const float 
     out[0] = hsum_batch(c0), out[1] = hsum_batch(c1), out[2] = hsum_batch(c2), out[3] = hsum_batch(c3);
 }
 
+/* Scores to softmax weights in place, llama.cpp's way (above): sg: (len) scores in, weights
+ * out (rounded to f16 when f16). */
+AVX2 static void softmax_weights_avx2(float *sg, int64_t len, int f16) {
+    /* m = the largest score, NaN skipped (max_ps(x, m) returns m when x is NaN; equal zeros
+     * of either sign may give either zero, which changes no s - m and no e^(s - m)). */
+    float m = -INFINITY;
+    int64_t j = 0;
+    if (len >= 8) {
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; j + 8 <= len; j += 8) m8 = _mm256_max_ps(_mm256_loadu_ps(sg + j), m8);
+        float l8[8];
+        _mm256_storeu_ps(l8, m8);
+        for (int l = 0; l < 8; l++) m = l8[l] > m ? l8[l] : m;
+    }
+    for (; j < len; j++) m = sg[j] > m ? sg[j] : m;
+    double sum = 0;
+    __m256 vm = _mm256_set1_ps(m);
+    for (j = 0; j + 8 <= len; j += 8) {
+        __m256 e = tw_exp8(_mm256_sub_ps(_mm256_loadu_ps(sg + j), vm));
+        _mm256_storeu_ps(sg + j, e);
+        sum += (double)hsum_batch(e);
+    }
+    if (j < len) { /* the last group: the positions past len are masked (e = 0) */
+        float tmp[8];
+        for (int l = 0; l < 8; l++) tmp[l] = j + l < len ? sg[j + l] - m : -INFINITY;
+        __m256 e = tw_exp8(_mm256_loadu_ps(tmp));
+        _mm256_storeu_ps(tmp, e);
+        for (int l = 0; j + l < len; l++) sg[j + l] = tmp[l];
+        sum += (double)hsum_batch(e);
+    }
+    float inv = (float)(1.0 / sum);
+    __m256 inv8 = _mm256_set1_ps(inv);
+    for (j = 0; j + 8 <= len; j += 8) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(sg + j), inv8);
+        if (f16) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_ps(sg + j, p);
+    }
+    for (; j < len; j++) {
+        float p = sg[j] * inv;
+        sg[j] = f16 ? _cvtsh_ss(_cvtss_sh(p, 0)) : p; /* round to nearest even, as F16C does */
+    }
+}
+
 /* One token t, the ng query heads h0.. of kv head kh. work: (ng, len) scores then weights,
  * (32, head_dim) chain accumulators, (len, head_dim) K and V rows as fp32 (f16 caches). */
 AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -215,35 +263,8 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
     const int nch = batch ? 8 : 32; /* chains of the V product */
     for (int64_t g = 0; g < ng; g++) {
         float *sg = sc + g * len; /* (len): scores, then weights */
-        float m = -INFINITY;
-        for (int64_t j = 0; j < len; j++) m = sg[j] > m ? sg[j] : m;
-        double sum = 0;
-        __m256 vm = _mm256_set1_ps(m);
-        int64_t j = 0;
-        for (; j + 8 <= len; j += 8) {
-            __m256 e = tw_exp8(_mm256_sub_ps(_mm256_loadu_ps(sg + j), vm));
-            _mm256_storeu_ps(sg + j, e);
-            sum += (double)hsum_batch(e);
-        }
-        if (j < len) { /* the last group: the positions past len are masked (e = 0) */
-            float tmp[8];
-            for (int l = 0; l < 8; l++) tmp[l] = j + l < len ? sg[j + l] - m : -INFINITY;
-            __m256 e = tw_exp8(_mm256_loadu_ps(tmp));
-            _mm256_storeu_ps(tmp, e);
-            for (int l = 0; j + l < len; l++) sg[j + l] = tmp[l];
-            sum += (double)hsum_batch(e);
-        }
-        float inv = (float)(1.0 / sum);
-        __m256 inv8 = _mm256_set1_ps(inv);
-        for (j = 0; j + 8 <= len; j += 8) {
-            __m256 p = _mm256_mul_ps(_mm256_loadu_ps(sg + j), inv8);
-            if (f16) p = _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT));
-            _mm256_storeu_ps(sg + j, p);
-        }
-        for (; j < len; j++) {
-            float p = sg[j] * inv;
-            sg[j] = f16 ? _cvtsh_ss(_cvtss_sh(p, 0)) : p; /* round to nearest even, as F16C does */
-        }
+        softmax_weights_avx2(sg, len, f16);
+        int64_t j;
         float *o = out + (t * s->n_head + h0 + g) * d; /* (head_dim) */
         if (batch) {
             /* BATCH: the 8 chains of 8 output elements in registers, positions in order. */
@@ -300,56 +321,337 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
         }
     }
 }
+/* ---- AVX2, tiled: the BATCH order for a tile of query tokens ---------------------------------
+ *
+ * A prompt chunk asks, for every token t of a sequence and every head of a kv group, the same
+ * BATCH-order sums as attend_avx2: s_j = (q . k_j) with one chain per lane (i % 8) over
+ * head_dim, and o_i = sum_j p_j v_ji with one chain per lane (j % 8) over the positions. Both
+ * are "8-lane dot products then tinyBLAS's horizontal sum", so a tile of query rows (tokens x
+ * heads of the group) computes them as two small matrix products, Q K^T and P V, with a 2 x 4
+ * register block: each K row, V column and query row is loaded once per block instead of once
+ * per dot, the 8 horizontal sums of a block share one transposition, and the K and V rows of
+ * the tile are converted from f16 (and V transposed to (head_dim, positions), so that the
+ * position index runs along the lanes) once per tile instead of once per token. Each dot keeps
+ * its own chain order, so the bits are attend_avx2's for any tiling (tests compare them with
+ * memcmp): a token's result depends on its own q, position and the cache only, not on the
+ * tile it landed in nor on the thread count. Positions past a row's own (causal) length are
+ * computed for the block and then dropped: scores are never read there, and in P V the lanes
+ * past the length keep the chain unchanged (a blend, so even a non-finite V there cannot leak
+ * into an earlier token). The softmax between them is softmax_weights_avx2, row by row. */
+
+/* Lane k of the result = hsum_batch(a[k]), bit for bit: the same tree ((c0 + c4) + (c2 + c6))
+ * + ((c1 + c5) + (c3 + c7)) for the 8 vectors at once (additions commute exactly). */
+AVX2 static inline __m256 hsum_batch8(const __m256 a[8]) {
+    __m256 x01 = _mm256_add_ps(_mm256_permute2f128_ps(a[0], a[1], 0x20), _mm256_permute2f128_ps(a[0], a[1], 0x31));
+    __m256 x23 = _mm256_add_ps(_mm256_permute2f128_ps(a[2], a[3], 0x20), _mm256_permute2f128_ps(a[2], a[3], 0x31));
+    __m256 x45 = _mm256_add_ps(_mm256_permute2f128_ps(a[4], a[5], 0x20), _mm256_permute2f128_ps(a[4], a[5], 0x31));
+    __m256 x67 = _mm256_add_ps(_mm256_permute2f128_ps(a[6], a[7], 0x20), _mm256_permute2f128_ps(a[6], a[7], 0x31));
+    /* x01 = [a0: c_l + c_l+4, l = 0..3 | a1: the same] */
+    __m256 y0 = _mm256_add_ps(_mm256_shuffle_ps(x01, x23, 0x44), _mm256_shuffle_ps(x01, x23, 0xEE));
+    __m256 y1 = _mm256_add_ps(_mm256_shuffle_ps(x45, x67, 0x44), _mm256_shuffle_ps(x45, x67, 0xEE));
+    /* y0 = [a0: t0 + t2, t1 + t3, a2: .., .. | a1: .., .., a3: .., ..] */
+    __m256 z = _mm256_add_ps(_mm256_shuffle_ps(y0, y1, 0x88), _mm256_shuffle_ps(y0, y1, 0xDD));
+    /* z = [a0, a2, a4, a6 | a1, a3, a5, a7] */
+    return _mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* s0[c] = scale * (q0 . k[c]), s1[c] = scale * (q1 . k[c]) for c < 4, BATCH order.
+ * q0, q1, k[c]: (d), d % 8 == 0. (Named accumulators: an array of them is kept in memory.) */
+AVX2 static inline void qk_2x4(const float *q0, const float *q1, const float *const *k, int64_t d,
+                               float scale, float *s0, float *s1) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const float *k0 = k[0], *k1 = k[1], *k2 = k[2], *k3 = k[3];
+    for (int64_t i = 0; i < d; i += 8) {
+        __m256 a0 = _mm256_loadu_ps(q0 + i), a1 = _mm256_loadu_ps(q1 + i), b;
+        b = _mm256_loadu_ps(k0 + i), c0 = _mm256_fmadd_ps(b, a0, c0), c4 = _mm256_fmadd_ps(b, a1, c4);
+        b = _mm256_loadu_ps(k1 + i), c1 = _mm256_fmadd_ps(b, a0, c1), c5 = _mm256_fmadd_ps(b, a1, c5);
+        b = _mm256_loadu_ps(k2 + i), c2 = _mm256_fmadd_ps(b, a0, c2), c6 = _mm256_fmadd_ps(b, a1, c6);
+        b = _mm256_loadu_ps(k3 + i), c3 = _mm256_fmadd_ps(b, a0, c3), c7 = _mm256_fmadd_ps(b, a1, c7);
+    }
+    const __m256 c[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
+    __m256 r = _mm256_mul_ps(hsum_batch8(c), _mm256_set1_ps(scale));
+    _mm_storeu_ps(s0, _mm256_castps256_ps128(r));
+    _mm_storeu_ps(s1, _mm256_extractf128_ps(r, 1));
+}
+
+/* o0[c] = sum_j p0[j] vt[c * ldv + j], o1[c] likewise with p1, c < 4, BATCH order (chain
+ * j % 8 = lane j % 8, positions in order). Groups of 8 below nfull take every lane; those in
+ * [nfull, n) only the lanes j < len0 (row 0) and j < len1 (row 1). nfull, n: multiples of 8;
+ * p0, p1 and the vt rows readable up to n. */
+AVX2 static inline void pv_2x4(const float *p0, const float *p1, const float *vt, int64_t ldv,
+                               int64_t nfull, int64_t n, int64_t len0, int64_t len1, float *o0,
+                               float *o1) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    const float *v0 = vt, *v1 = vt + ldv, *v2 = vt + 2 * ldv, *v3 = vt + 3 * ldv;
+    int64_t j = 0;
+    for (; j < nfull; j += 8) {
+        __m256 a0 = _mm256_loadu_ps(p0 + j), a1 = _mm256_loadu_ps(p1 + j), b;
+        b = _mm256_loadu_ps(v0 + j), c0 = _mm256_fmadd_ps(b, a0, c0), c4 = _mm256_fmadd_ps(b, a1, c4);
+        b = _mm256_loadu_ps(v1 + j), c1 = _mm256_fmadd_ps(b, a0, c1), c5 = _mm256_fmadd_ps(b, a1, c5);
+        b = _mm256_loadu_ps(v2 + j), c2 = _mm256_fmadd_ps(b, a0, c2), c6 = _mm256_fmadd_ps(b, a1, c6);
+        b = _mm256_loadu_ps(v3 + j), c3 = _mm256_fmadd_ps(b, a0, c3), c7 = _mm256_fmadd_ps(b, a1, c7);
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; j < n; j += 8) {
+        __m256i jv = _mm256_add_epi32(lane, _mm256_set1_epi32((int)j));
+        __m256 m0 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)len0), jv));
+        __m256 m1 = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)len1), jv));
+        __m256 a0 = _mm256_loadu_ps(p0 + j), a1 = _mm256_loadu_ps(p1 + j), b;
+#define STEP(cx, cy)                                                   \
+    cx = _mm256_blendv_ps(cx, _mm256_fmadd_ps(b, a0, cx), m0), \
+    cy = _mm256_blendv_ps(cy, _mm256_fmadd_ps(b, a1, cy), m1)
+        b = _mm256_loadu_ps(v0 + j), STEP(c0, c4);
+        b = _mm256_loadu_ps(v1 + j), STEP(c1, c5);
+        b = _mm256_loadu_ps(v2 + j), STEP(c2, c6);
+        b = _mm256_loadu_ps(v3 + j), STEP(c3, c7);
+#undef STEP
+    }
+    const __m256 c[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
+    __m256 r = hsum_batch8(c);
+    _mm_storeu_ps(o0, _mm256_castps256_ps128(r));
+    _mm_storeu_ps(o1, _mm256_extractf128_ps(r, 1));
+}
+
+/* 8 cache rows (8 floats each, from column i0) as fp32, transposed into dst[c * ldd + r] for
+ * r, c < 8. src[r]: the row's start in the cache (f16 or f32 elements), NULL for a zero row. */
+AVX2 static inline void transpose8_avx2(const void *const *src, int f16, int64_t i0, float *dst,
+                                        int64_t ldd) {
+    __m256 r[8];
+    for (int l = 0; l < 8; l++) {
+        if (!src[l])
+            r[l] = _mm256_setzero_ps();
+        else if (f16)
+            r[l] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src[l] + i0)));
+        else
+            r[l] = _mm256_loadu_ps((const float *)src[l] + i0);
+    }
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* Tokens tok[0 .. nt) (all of one sequence, block table bt), kv head kh, all group heads.
+ * head_dim % 8 == 0. work: tile_work_floats(lp, nt * group, d) floats, lp >= 8-rounded
+ * longest length of the tile. */
+AVX2 static void attend_tile_avx2(float *out, const float *q, const void *k_cache,
+                                  const void *v_cache, const int32_t *bt, const int32_t *tok,
+                                  int64_t nt, const int32_t *tok_pos, int64_t kh,
+                                  const tw_attn_shape *s, float *work) {
+    const int64_t d = s->head_dim, group = s->n_head / s->n_kv_head, rows = nt * group;
+    const int f16 = s->ct == TW_DTYPE_F16;
+    const size_t esz = f16 ? 2 : 4;
+    int64_t len_max = 0;
+    for (int64_t a = 0; a < nt; a++) len_max = tok_pos[tok[a]] + 1 > len_max ? tok_pos[tok[a]] + 1 : len_max;
+    const int64_t lp = (len_max + 7) / 8 * 8;
+    const float **krow = (const float **)work; /* (lp + 4): pointers first, for their alignment */
+    float *kbuf = (float *)(krow + lp + 4);    /* (len_max, d) */
+    float *vt = kbuf + lp * d;                 /* (d, lp): V transposed */
+    float *qh = vt + d * lp;                   /* (rows, d) */
+    float *sc = qh + rows * d;                 /* (rows, lp) */
+    float *zero = sc + rows * lp;              /* (d) */
+    memset(zero, 0, (size_t)d * sizeof(float));
+    /* K rows (pointers into an f32 cache, else converted), V transposed. */
+    for (int64_t j0 = 0; j0 < lp; j0 += 8) {
+        const void *vsrc[8];
+        for (int l = 0; l < 8; l++) {
+            int64_t j = j0 + l;
+            if (j >= len_max) {
+                vsrc[l] = NULL;
+                krow[j] = zero;
+                continue;
+            }
+            int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
+            int64_t at = (slot * s->n_kv_head + kh) * d;
+            vsrc[l] = (const char *)v_cache + (size_t)at * esz;
+            if (!f16) {
+                krow[j] = (const float *)k_cache + at;
+                continue;
+            }
+            const uint16_t *h = (const uint16_t *)k_cache + at;
+            for (int64_t i = 0; i < d; i += 8)
+                _mm256_storeu_ps(kbuf + j * d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+            krow[j] = kbuf + j * d;
+        }
+        for (int64_t i0 = 0; i0 < d; i0 += 8) transpose8_avx2(vsrc, f16, i0, vt + i0 * lp + j0, lp);
+    }
+    for (int l = 0; l < 4; l++) krow[lp + l] = zero;
+    /* Query rows r = a * group + g (token tok[a], head kh * group + g). */
+    for (int64_t r = 0; r < rows; r++) {
+        const float *src = q + ((int64_t)tok[r / group] * s->n_head + kh * group + r % group) * d;
+        float *dst = qh + r * d;
+        for (int64_t i = 0; i < d; i += 8) {
+            __m256 x = _mm256_loadu_ps(src + i);
+            if (f16) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+            _mm256_storeu_ps(dst + i, x);
+        }
+    }
+    /* Q K^T, two rows at a time (the last row pairs with itself when rows is odd). */
+    for (int64_t r = 0; r < rows; r += 2) {
+        int64_t r1 = r + 1 < rows ? r + 1 : r;
+        int64_t l0 = tok_pos[tok[r / group]] + 1, l1 = tok_pos[tok[r1 / group]] + 1;
+        int64_t n = l0 > l1 ? l0 : l1;
+        float tmp[4];
+        for (int64_t j = 0; j < n; j += 4)
+            qk_2x4(qh + r * d, qh + r1 * d, krow + j, d, s->scale, sc + r * lp + j,
+                   r1 != r ? sc + r1 * lp + j : tmp);
+    }
+    /* Softmax per row, then P V two rows x four output elements at a time. */
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t len = tok_pos[tok[r / group]] + 1;
+        softmax_weights_avx2(sc + r * lp, len, f16);
+    }
+    for (int64_t r = 0; r < rows; r += 2) {
+        int64_t r1 = r + 1 < rows ? r + 1 : r;
+        int64_t l0 = tok_pos[tok[r / group]] + 1, l1 = tok_pos[tok[r1 / group]] + 1;
+        int64_t nfull = (l0 < l1 ? l0 : l1) / 8 * 8, n = ((l0 > l1 ? l0 : l1) + 7) / 8 * 8;
+        float *o0 = out + ((int64_t)tok[r / group] * s->n_head + kh * group + r % group) * d;
+        float *o1 = out + ((int64_t)tok[r1 / group] * s->n_head + kh * group + r1 % group) * d;
+        float tmp[4];
+        for (int64_t i = 0; i < d; i += 4)
+            pv_2x4(sc + r * lp, sc + r1 * lp, vt + i * lp, lp, nfull, n, l0, l1, o0 + i,
+                   r1 != r ? o1 + i : tmp);
+    }
+}
 #define TW_X86 1
 #endif
+
+#define PTR_FLOATS ((sizeof(void *) + sizeof(float) - 1) / sizeof(float)) /* a pointer's room */
+#define TILE_ROWS 48 /* query rows (tokens x group heads) per tile; bench/bench_attention.c */
+
+/* The floats a tile's work area needs: lp = its longest length rounded up to 8, rows = its
+ * query rows (tokens x heads of a group). */
+static size_t tile_work_floats(int64_t lp, int64_t rows, int64_t d) {
+    return (size_t)(lp * d     /* K rows as fp32 (f16 caches) */
+                    + d * lp   /* V transposed */
+                    + rows * d /* q rows (rounded to f16 for f16 caches) */
+                    + rows * lp /* scores, then weights */
+                    + d)       /* a zero row */
+           + (size_t)(lp + 4) * PTR_FLOATS; /* K row pointers */
+}
+
+/* Per-token work of attend_avx2 for lengths up to l1, in floats. */
+static size_t token_work_floats(int64_t l1, int64_t d) {
+    return (size_t)(MAX_GROUP * l1 + 32 * d + 2 * l1 * d) +
+           (size_t)(2 * l1) * PTR_FLOATS;
+}
 
 void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
                               const void *v_cache, const int32_t *block_table,
                               const int32_t *tok_seq, const int32_t *tok_pos,
-                              const tw_attn_shape *s, int force_portable) {
-    int64_t group = s->n_head / s->n_kv_head;
-    int64_t n_tasks = s->n_tok * s->n_kv_head;
+                              const tw_attn_shape *s, int variant) {
+    const int64_t group = s->n_head / s->n_kv_head, d = s->head_dim;
     int avx2 = 0;
 #ifdef TW_X86
-    avx2 = !force_portable && tw_cpu_has_avx2_fma();
+    avx2 = variant != TW_ATTN_PORTABLE && tw_cpu_has_avx2_fma();
 #endif
-    /* BATCH or SINGLE order per token (see above): tokens per sequence in this call. */
+    /* The plan (AVX2): tokens of sequences with >= 2 tokens in the call (BATCH order) in
+     * tiles of consecutive tokens of one sequence (in call order), the others (SINGLE order)
+     * one by one; one task per (tile or token, kv head), the heaviest tiles (the last of a
+     * prompt) first. Portable, or without memory for the plan: one task per (token, kv head). */
     int64_t n_seq = 0;
     for (int64_t t = 0; t < s->n_tok; t++) n_seq = tok_seq[t] + 1 > n_seq ? tok_seq[t] + 1 : n_seq;
-    int32_t *per_seq = avx2 ? tw_calloc((size_t)n_seq, sizeof(int32_t)) : NULL;
-    if (avx2 && !per_seq) avx2 = 0; /* no memory: the portable kernel needs none */
-    for (int64_t t = 0; avx2 && t < s->n_tok; t++) per_seq[tok_seq[t]]++;
-    int64_t max_len = s->max_blocks * s->page_size;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(tw_threads_get()) if (n_tasks > 1)
-    for (int64_t task = 0; task < n_tasks; task++) {
-        int64_t t = task / s->n_kv_head, kh = task % s->n_kv_head;
-        const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
-        int64_t len = (int64_t)tok_pos[t] + 1;
-        void *work = NULL;
-#ifdef TW_X86
-        if (avx2) {
-            int64_t l1 = len < max_len ? len : max_len; /* scores, chains, K and V rows, pointers */
-            work = tw_malloc((size_t)(MAX_GROUP * l1 + 32 * s->head_dim + 2 * l1 * s->head_dim) *
-                                 sizeof(float) + (size_t)(2 * l1) * sizeof(float *));
+    int64_t n_sg = n_seq > s->n_tok ? n_seq : s->n_tok;
+    int32_t *plan = avx2 ? tw_malloc((size_t)(n_seq + 1 + 2 * s->n_tok + n_sg) * sizeof(int32_t)) : NULL;
+    int64_t n_tiles = 0, n_single = 0, tile_q = 1, tile_lp = 0, single_len = 0;
+    int32_t *start = plan, *order = NULL, *tile_at = NULL, *single = NULL;
+    if (plan) {
+        /* start[q]: first entry of sequence q in order[] (a stable counting sort by sequence) */
+        memset(start, 0, (size_t)(n_seq + 1) * sizeof(int32_t));
+        for (int64_t t = 0; t < s->n_tok; t++) start[tok_seq[t] + 1]++;
+        for (int64_t q2 = 0; q2 < n_seq; q2++) start[q2 + 1] += start[q2];
+        order = start + n_seq + 1;        /* (n_tok) */
+        tile_at = order + s->n_tok;       /* (n_tok): a tile's first entry in order[] */
+        single = tile_at + s->n_tok;      /* (max(n_tok, n_seq)): SINGLE tokens */
+        int32_t *fill = single;           /* borrowed as the per-sequence cursor */
+        memcpy(fill, start, (size_t)n_seq * sizeof(int32_t));
+        for (int64_t t = 0; t < s->n_tok; t++) order[fill[tok_seq[t]]++] = (int32_t)t;
+        int tiled = variant != TW_ATTN_PER_TOKEN && d % 8 == 0;
+        tile_q = TILE_ROWS / group > 1 ? TILE_ROWS / group : 2;
+        for (int64_t q2 = 0; q2 < n_seq; q2++) {
+            int64_t a = start[q2], e = start[q2 + 1];
+            if (e - a >= 2 && tiled) {
+                for (; a < e; a += tile_q) {
+                    int64_t b = a + tile_q < e ? a + tile_q : e, lmax = 0;
+                    for (int64_t x = a; x < b; x++) lmax = tok_pos[order[x]] + 1 > lmax ? tok_pos[order[x]] + 1 : lmax;
+                    tile_lp = (lmax + 7) / 8 * 8 > tile_lp ? (lmax + 7) / 8 * 8 : tile_lp;
+                    tile_at[n_tiles++] = (int32_t)a;
+                }
+            } else {
+                for (; a < e; a++) {
+                    int64_t t = order[a];
+                    single[n_single++] = (int32_t)t;
+                    single_len = tok_pos[t] + 1 > single_len ? tok_pos[t] + 1 : single_len;
+                }
+            }
         }
-#endif
-        for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP) {
-            int64_t ng = group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP;
+    }
+    int64_t n_tasks = plan ? (n_tiles + n_single) * s->n_kv_head : s->n_tok * s->n_kv_head;
+    size_t wfl = 0;
+    if (plan) {
+        size_t wt = n_tiles ? tile_work_floats(tile_lp, tile_q * group, d) : 0;
+        size_t ws = n_single ? token_work_floats(single_len, d) : 0;
+        wfl = wt > ws ? wt : ws;
+    }
+#pragma omp parallel num_threads(tw_threads_get()) if (n_tasks > 1)
+    {
+        float *work = plan ? tw_malloc(wfl * sizeof(float)) : NULL; /* this thread's */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < n_tasks; task++) {
+            int64_t kh = task % s->n_kv_head, unit = task / s->n_kv_head;
+            if (!plan || (work == NULL && unit >= n_tiles)) { /* portable, or no memory */
+                int64_t t = plan ? single[unit - n_tiles] : unit;
+                const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
+                for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
+                    attend(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
+                           group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s);
+                continue;
+            }
 #ifdef TW_X86
-            if (work)
-                attend_avx2(out, q, k_cache, v_cache, bt, len, t, kh, kh * group + g0, ng, s,
-                            per_seq[tok_seq[t]] >= 2, work);
-            else
+            if (unit < n_tiles) {
+                int64_t ti = n_tiles - 1 - unit; /* the last tiles (the longest rows) first */
+                int64_t a = tile_at[ti];
+                int32_t sq = tok_seq[order[a]];
+                int64_t e = a + tile_q < start[sq + 1] ? a + tile_q : start[sq + 1];
+                const int32_t *bt = block_table + (int64_t)sq * s->max_blocks;
+                if (work) {
+                    attend_tile_avx2(out, q, k_cache, v_cache, bt, order + a, e - a, tok_pos, kh, s, work);
+                } else {
+                    for (int64_t x = a; x < e; x++)
+                        for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
+                            attend(out, q, k_cache, v_cache, bt, tok_pos[order[x]] + 1, order[x], kh,
+                                   kh * group + g0, group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s);
+                }
+                continue;
+            }
+            int64_t t = single[unit - n_tiles];
+            const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
+            int64_t n_in_seq = start[tok_seq[t] + 1] - start[tok_seq[t]];
+            for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
+                attend_avx2(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
+                            group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s, n_in_seq >= 2, work);
 #endif
-                attend(out, q, k_cache, v_cache, bt, len, t, kh, kh * group + g0, ng, s);
         }
         tw_free(work);
     }
-    tw_free(per_seq);
+    tw_free(plan);
 }
 
 void tw_cpu_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       const int32_t *block_table, const int32_t *tok_seq, const int32_t *tok_pos,
                       const tw_attn_shape *s) {
-    tw_cpu_attention_variant(out, q, k_cache, v_cache, block_table, tok_seq, tok_pos, s, 0);
+    tw_cpu_attention_variant(out, q, k_cache, v_cache, block_table, tok_seq, tok_pos, s,
+                             TW_ATTN_DISPATCH);
 }

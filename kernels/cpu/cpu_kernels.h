@@ -141,11 +141,14 @@ void tw_ref_attention(float *out, const float *q, const void *k_cache, const voi
 void tw_cpu_attention(float *out, const float *q, const void *k_cache, const void *v_cache,
                       const int32_t *block_table, const int32_t *tok_seq, const int32_t *tok_pos,
                       const tw_attn_shape *s);
-/* force_portable: 1 runs the portable C variant even where AVX2 is available. */
+/* variant: TW_ATTN_DISPATCH (what tw_cpu_attention runs), TW_ATTN_PORTABLE (the portable C
+ * kernel even where AVX2 is available), TW_ATTN_PER_TOKEN (AVX2, one token at a time: the
+ * untiled kernel, the same bits as the tiled one; for tests and bench/bench_attention.c). */
+enum { TW_ATTN_DISPATCH = 0, TW_ATTN_PORTABLE = 1, TW_ATTN_PER_TOKEN = 2 };
 void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
                               const void *v_cache, const int32_t *block_table,
                               const int32_t *tok_seq, const int32_t *tok_pos,
-                              const tw_attn_shape *s, int force_portable);
+                              const tw_attn_shape *s, int variant);
 
 /* y = silu(gate) * up over (n) elements (rows * n of the op). */
 void tw_ref_swiglu_f32(float *y, const float *gate, const float *up, int64_t n);

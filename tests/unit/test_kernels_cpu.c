@@ -728,6 +728,7 @@ static void diff_rope(tw_backend *be) {
  * (weights and normalizer both perturbed, plus the fp32 sums). */
 typedef struct {
     int64_t n_pages, page_size, n_seq, max_blocks, n_tok, n_head, n_kv_head, head_dim;
+    int64_t shared; /* leading pages every sequence shares with sequence 0 (a common prefix) */
 } attn_case;
 
 static void diff_attention_case(tw_backend *be, const attn_case *ac, tw_dtype ct) {
@@ -746,7 +747,8 @@ static void diff_attention_case(tw_backend *be, const attn_case *ac, tw_dtype ct
         perm[i] = perm[j], perm[j] = tmp;
     }
     TW_ASSERT(ac->n_seq * ac->max_blocks <= ac->n_pages);
-    for (int64_t i = 0; i < ac->n_seq * ac->max_blocks; i++) bt[i] = perm[i];
+    for (int64_t i = 0; i < ac->n_seq * ac->max_blocks; i++)
+        bt[i] = i % ac->max_blocks < ac->shared ? perm[i % ac->max_blocks] : perm[i];
     /* Each sequence has a length; its last tokens are in the batch, earlier ones are in the
      * cache already (written by the same kv_write, in an earlier "step"). */
     int64_t cap = ac->max_blocks * ac->page_size, len[8];
@@ -815,6 +817,25 @@ static void diff_attention_case(tw_backend *be, const attn_case *ac, tw_dtype ct
     cmp_report("attention", "portable", shape, kin_max_scaled_err(y, ref, mag, nq), 1.0);
     tw_cpu_attention(y, q, kc, vc, bt, seq, pos, &sh);
     cmp_report("attention", "dispatched", shape, kin_max_scaled_err(y, ref, mag, nq), 1.0);
+    /* The tiled kernel (prompt chunks) has the bits of the per-token one (kernels/cpu/
+     * attention.c: each dot keeps its chain order), for any thread count. */
+    {
+        float *y2 = kin_floats(nq);
+        int th = tw_threads_get();
+        tw_cpu_attention_variant(y2, q, kc, vc, bt, seq, pos, &sh, TW_ATTN_PER_TOKEN);
+        int same = memcmp(y2, y, (size_t)nq * 4) == 0;
+        if (!same) fprintf(stderr, "  attention %s: tiled and per-token kernels differ\n", shape);
+        CHECK(same);
+        for (int n_th = 1; n_th <= 3; n_th += 2) {
+            tw_threads_set(n_th);
+            tw_cpu_attention(y2, q, kc, vc, bt, seq, pos, &sh);
+            same = memcmp(y2, y, (size_t)nq * 4) == 0;
+            if (!same) fprintf(stderr, "  attention %s: %d threads change the bits\n", shape, n_th);
+            CHECK(same);
+        }
+        tw_threads_set(th);
+        tw_free(y2);
+    }
 
     /* Through the backend: kv_write of the batch's own tokens into the cache (their slots),
      * then attention. */
@@ -885,12 +906,17 @@ static void diff_attention_case(tw_backend *be, const attn_case *ac, tw_dtype ct
 static void diff_attention(tw_backend *be) {
     worst_ratio = 0;
     static const attn_case cases[] = {
-        /* n_pages, page_size, n_seq, max_blocks, n_tok, n_head, n_kv_head, head_dim */
-        {4, 16, 1, 4, 1, 1, 1, 8},      /* one head, decode */
-        {24, 16, 3, 8, 7, 9, 3, 64},    /* SmolLM2 heads, three sequences */
-        {40, 5, 4, 10, 13, 8, 8, 33},   /* odd page and head size, no grouping */
-        {16, 32, 2, 8, 37, 4, 1, 16},   /* multi-query, a prefill chunk */
-        {8, 1, 1, 8, 3, 2, 2, 1024},    /* page of 1, the largest head_dim */
+        /* n_pages, page_size, n_seq, max_blocks, n_tok, n_head, n_kv_head, head_dim, shared */
+        {4, 16, 1, 4, 1, 1, 1, 8, 0},   /* one head, decode */
+        {24, 16, 3, 8, 7, 9, 3, 64, 0}, /* SmolLM2 heads, three sequences */
+        {40, 5, 4, 10, 13, 8, 8, 33, 0}, /* odd page and head size, no grouping */
+        {16, 32, 2, 8, 37, 4, 1, 16, 0}, /* multi-query, a prefill chunk */
+        {8, 1, 1, 8, 3, 2, 2, 1024, 0}, /* page of 1, the largest head_dim */
+        /* prompt chunks long enough for several query tiles (odd tile ends, odd row counts),
+         * sequences sharing their first pages */
+        {44, 16, 2, 20, 151, 9, 3, 64, 4},
+        {30, 8, 3, 10, 67, 4, 1, 24, 2},
+        {24, 16, 4, 6, 90, 6, 2, 128, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         diff_attention_case(be, &cases[i], TW_DTYPE_F32);
