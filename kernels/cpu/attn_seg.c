@@ -6,8 +6,12 @@
  * Forward: one task per (segment, query chunk of QC rows, head). A task walks the keys its
  * chunk may see in tiles of BK: S = scale Q K^T (QC, BK), an online softmax per row (running
  * maximum m and sum l; a larger maximum rescales l and the output by e^(m_old - m_new)), then
- * O += P V. K is transposed per tile (head_dim, BK) so that the S tile is a register-blocked
- * product (4 rows x 16 keys per step, AVX2+FMA) and O += P V broadcasts P (4 rows x 16 dims).
+ * O += P V. K is transposed once per call (segs_transpose: (n_kv_head, head_dim, columns),
+ * each segment padded with zero columns to a multiple of 8) so that the S tile is a
+ * register-blocked product (4 rows x 16 keys per step, AVX2+FMA) reading its keys' columns in
+ * place, and O += P V broadcasts P (4 rows x 16 dims). The backward transposes Q, dO, K and V
+ * once the same way (transposing them per tile, again for every chunk and head that read
+ * them, was 12% of the backward).
  *
  * Backward (with D = rowsum(dO * O), computed first):
  *   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = scale dS K,  dK = scale dS^T Q.
@@ -59,6 +63,11 @@ typedef struct {
      * multiple of 8); returns the sum of y. y may alias x. */
     float (*expsub)(float *y, const float *x, const float *subv, float subs, int64_t lo,
                     int64_t hi, int64_t n);
+    /* dS: y[i] = p[i] * (dp[i] - (subv ? subv[i] : subs)) * scale for i < n (a multiple of 8),
+     * rounded after each operation in that order (no fma) in every variant. y may alias p or
+     * dp. */
+    void (*dsoft)(float *y, const float *p, const float *dp, const float *subv, float subs,
+                  float scale, int64_t n);
 } seg_prims;
 
 /* ---- portable primitives ------------------------------------------------------------------ */
@@ -106,8 +115,13 @@ static float expsub_portable(float *y, const float *x, const float *subv, float 
     return sum;
 }
 
+static void dsoft_portable(float *y, const float *p, const float *dp, const float *subv,
+                           float subs, float scale, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = p[i] * (dp[i] - (subv ? subv[i] : subs)) * scale;
+}
+
 static const seg_prims prims_portable = {abt_portable, acc_portable, rmax_portable,
-                                         expsub_portable};
+                                         expsub_portable, dsoft_portable};
 
 /* ---- AVX2 + FMA primitives ---------------------------------------------------------------- */
 
@@ -319,7 +333,17 @@ TW_AVX2 static float expsub_avx2(float *y, const float *x, const float *subv, fl
     return hsum8(sum);
 }
 
-static const seg_prims prims_avx2 = {abt_avx2, acc_avx2, rmax_avx2, expsub_avx2};
+TW_AVX2 static void dsoft_avx2(float *y, const float *p, const float *dp, const float *subv,
+                               float subs, float scale, int64_t n) {
+    const __m256 vs = _mm256_set1_ps(scale), vsub = _mm256_set1_ps(subs);
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256 sub = subv ? _mm256_loadu_ps(subv + i) : vsub;
+        __m256 t = _mm256_mul_ps(_mm256_loadu_ps(p + i), _mm256_sub_ps(_mm256_loadu_ps(dp + i), sub));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(t, vs));
+    }
+}
+
+static const seg_prims prims_avx2 = {abt_avx2, acc_avx2, rmax_avx2, expsub_avx2, dsoft_avx2};
 #endif
 
 static const seg_prims *prims_pick(int force_portable) {
@@ -334,25 +358,71 @@ static const seg_prims *prims_pick(int force_portable) {
 
 static int64_t round8(int64_t n) { return (n + 7) & ~(int64_t)7; }
 
-/* dst (D, ncp) = the first n rows of src (n, D) ld ld, transposed; columns n .. ncp are 0. */
-static void transpose_pad(float *dst, const float *src, int64_t ld, int64_t n, int64_t D,
-                          int64_t ncp) {
+/* dst (D, ncp) ld ldd = the first n rows of src (n, D) ld ld, transposed; columns n .. ncp
+ * are 0. A copy: the same values in both variants. */
+static void transpose_pad_portable(float *dst, int64_t ldd, const float *src, int64_t ld,
+                                   int64_t n, int64_t D, int64_t ncp) {
     for (int64_t d = 0; d < D; d++) {
-        float *o = dst + d * ncp;
+        float *o = dst + d * ldd;
         for (int64_t j = 0; j < n; j++) o[j] = src[j * ld + d];
         for (int64_t j = n; j < ncp; j++) o[j] = 0;
     }
 }
 
+#ifdef TW_X86
+/* The same in 8 x 8 blocks (eight row loads, the unpack / shuffle / lane-permute transpose,
+ * eight stores); the edges as the portable one. */
+TW_AVX2 static void transpose_pad_avx2(float *dst, int64_t ldd, const float *src, int64_t ld,
+                                       int64_t n, int64_t D, int64_t ncp) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8) {
+            const float *s0 = src + j * ld + d;
+            __m256 r0 = _mm256_loadu_ps(s0), r1 = _mm256_loadu_ps(s0 + ld);
+            __m256 r2 = _mm256_loadu_ps(s0 + 2 * ld), r3 = _mm256_loadu_ps(s0 + 3 * ld);
+            __m256 r4 = _mm256_loadu_ps(s0 + 4 * ld), r5 = _mm256_loadu_ps(s0 + 5 * ld);
+            __m256 r6 = _mm256_loadu_ps(s0 + 6 * ld), r7 = _mm256_loadu_ps(s0 + 7 * ld);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = dst + d * ldd + j;
+            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(o + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(o + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(o + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(o + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(o + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(o + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(o + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; d < D; d++)
+            for (int64_t i = 0; i < 8; i++) dst[d * ldd + j + i] = src[(j + i) * ld + d];
+    }
+    for (int64_t d = 0; d < D; d++) {
+        float *o = dst + d * ldd;
+        for (int64_t i = j; i < n; i++) o[i] = src[i * ld + d];
+        for (int64_t i = n; i < ncp; i++) o[i] = 0;
+    }
+}
+#endif
+
 /* A task's rows: [r0, r1) of the segment [s0, s1). */
 typedef struct {
     int32_t s0, s1, r0, r1;
+    int64_t c0; /* the segment's first column in the transposed layouts (segs_transpose) */
 } seg_chunk;
 
-/* The chunks of `rows` rows of every segment into *out (tw_free it); *n their count.
+/* The chunks of `rows` rows of every segment into *out (tw_free it); *n their count; *width
+ * the columns of the transposed layouts: each segment's length rounded up to 8, summed.
  * seg non-decreasing (checked by the backend). */
 static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, seg_chunk **out,
-                             int64_t *n) {
+                             int64_t *n, int64_t *width) {
     int64_t cap = 0;
     for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
         for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
@@ -360,7 +430,7 @@ static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, se
     }
     seg_chunk *c = tw_malloc((size_t)cap * sizeof *c);
     if (!c) return tw_error_wrap("attn_seg: task list of %lld chunks", (long long)cap);
-    int64_t k = 0;
+    int64_t k = 0, col = 0;
     for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
         for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
         for (int64_t r = s0; r < s1; r += rows) {
@@ -368,27 +438,69 @@ static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, se
             c[k].s1 = (int32_t)s1;
             c[k].r0 = (int32_t)r;
             c[k].r1 = (int32_t)(r + rows < s1 ? r + rows : s1);
+            c[k].c0 = col;
             k++;
         }
+        col += round8(s1 - s0);
     }
     *out = c;
     *n = k;
+    *width = col;
     return TW_OK;
+}
+
+/* The row stride of the transposed layouts for `cols` columns: a multiple of 16 floats (64-byte
+ * rows) that is an odd number of cache lines, so that the head_dim rows a tile reads do not
+ * all fall into the same few cache sets (at 512 columns, a 2 KiB stride, they did: the S tiles
+ * ran 1.3x slower than from a compact copy). */
+static int64_t t_stride(int64_t cols) {
+    int64_t ld = (cols + 15) & ~(int64_t)15;
+    return (ld / 16) % 2 ? ld : ld + 16;
+}
+
+/* dst (heads, head_dim, width): every head of src (n_tok, heads, head_dim) transposed once per
+ * call, segment by segment, each segment's columns zero-padded to a multiple of 8:
+ *   dst[h][j][c0 + t - s0] = src[t][h][j]  for t in [s0, s1).
+ * The tiles of S = Q K^T and of its backward read their columns from here (ld width) instead
+ * of transposing the same rows again for every query chunk and head that sees them; a tile of
+ * columns [t - s0, t - s0 + round8(n)) with t - s0 a multiple of 8 and t + n <= s1 stays
+ * within its own segment, whose padding is 0, so a segment computes the same values alone or
+ * packed with others. One task per (chunk, head). */
+static void segs_transpose(float *dst, const float *src, int64_t heads, int64_t hd,
+                           const seg_chunk *ch, int64_t n_ch, int64_t width, int avx2) {
+    const int64_t ld = heads * hd, n_tasks = n_ch * heads;
+#pragma omp parallel for schedule(static) num_threads(tw_threads_get()) if (n_tasks > 1 && n_ch * 64 * ld >= 65536)
+    for (int64_t t = 0; t < n_tasks; t++) {
+        const seg_chunk *c = &ch[t / heads];
+        const int64_t h = t % heads, n = c->r1 - c->r0, off = c->r0 - c->s0;
+        const int64_t ncp = c->r1 == c->s1 ? round8(c->s1 - c->s0) - off : n; /* pad: last chunk */
+        float *o = dst + h * hd * width + c->c0 + off;
+        const float *s = src + (int64_t)c->r0 * ld + h * hd;
+#ifdef TW_X86
+        if (avx2) {
+            transpose_pad_avx2(o, width, s, ld, n, hd, ncp);
+            continue;
+        }
+#endif
+        (void)avx2;
+        transpose_pad_portable(o, width, s, ld, n, hd, ncp);
+    }
 }
 
 /* ---- forward -------------------------------------------------------------------------------*/
 
 /* Scratch floats of one forward task. */
-static int64_t fwd_scratch(int64_t d) { return d * BK + QC * BK + QC * d + 2 * QC; }
+static int64_t fwd_scratch(int64_t d) { return QC * BK + QC * d + 2 * QC; }
 
-/* One forward task: rows [c->r0, c->r1) of head h. */
-static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q, const float *k,
-                     const float *v, const seg_chunk *c, int64_t h, const tw_attn_seg_shape *s,
-                     float *work) {
+/* One forward task: rows [c->r0, c->r1) of head h. Kt: K transposed (segs_transpose), ld
+ * width. */
+static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q, const float *Kt,
+                     int64_t width, const float *v, const seg_chunk *c, int64_t h,
+                     const tw_attn_seg_shape *s, float *work) {
     const int64_t d = s->head_dim, kh = h / (s->n_head / s->n_kv_head);
     const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
     const int64_t r0 = c->r0, nr = c->r1 - c->r0;
-    float *kt = work, *S = kt + d * BK, *O = S + QC * BK, *m = O + QC * d, *l = m + QC;
+    float *S = work, *O = S + QC * BK, *m = O + QC * d, *l = m + QC;
     for (int64_t i = 0; i < nr; i++) {
         m[i] = -INFINITY;
         l[i] = 0;
@@ -398,9 +510,9 @@ static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q,
     const int64_t kend = s->causal ? c->r1 : c->s1;
     for (int64_t kb = c->s0; kb < kend; kb += BK) {
         const int64_t nk = kend - kb < BK ? kend - kb : BK, nkp = round8(nk);
-        const float *kr = k + kb * ldk + kh * d, *vr = v + kb * ldk + kh * d; /* (nk, d) ld ldk */
-        transpose_pad(kt, kr, ldk, nk, d, nkp);
-        P->abt(S, BK, qr, ldq, kt, nkp, nr, nkp, d, s->scale); /* (nr, nkp) */
+        const float *vr = v + kb * ldk + kh * d; /* (nk, d) ld ldk */
+        const float *kt = Kt + kh * d * width + c->c0 + (kb - c->s0); /* (d, nkp) ld width */
+        P->abt(S, BK, qr, ldq, kt, width, nr, nkp, d, s->scale); /* (nr, nkp) */
         for (int64_t i = 0; i < nr; i++) {
             float *row = S + i * BK;
             int64_t hi = s->causal ? r0 + i - kb + 1 : nk; /* keys [0, hi) of the tile */
@@ -431,19 +543,23 @@ tw_status tw_cpu_attn_seg_f32_variant(float *out, float *lse, const float *q, co
     if (s->n_tok == 0) return TW_OK;
     const seg_prims *P = prims_pick(force_portable);
     seg_chunk *ch = NULL;
-    int64_t n_ch = 0;
-    tw_status st = chunks_make(seg, s->n_tok, QC, &ch, &n_ch);
+    int64_t n_ch = 0, width = 0;
+    tw_status st = chunks_make(seg, s->n_tok, QC, &ch, &n_ch, &width);
     if (st != TW_OK) return st;
+    width = t_stride(width);
     const int nt = tw_threads_get();
     const int64_t per = fwd_scratch(s->head_dim), n_tasks = n_ch * s->n_head;
-    float *work = tw_malloc((size_t)(per * nt) * sizeof(float));
+    /* per thread: a task's scratch; then K transposed (n_kv_head, head_dim, width) */
+    float *work = tw_malloc((size_t)(per * nt + s->n_kv_head * s->head_dim * width) * sizeof(float));
     if (!work) {
         tw_free(ch);
         return tw_error_wrap("attn_seg: scratch for %d threads", nt);
     }
+    float *Kt = work + per * nt;
+    segs_transpose(Kt, k, s->n_kv_head, s->head_dim, ch, n_ch, width, P != &prims_portable);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (n_tasks > 1)
     for (int64_t t = 0; t < n_tasks; t++)
-        fwd_task(P, out, lse, q, k, v, &ch[t / s->n_head], t % s->n_head, s,
+        fwd_task(P, out, lse, q, Kt, width, v, &ch[t / s->n_head], t % s->n_head, s,
                  work + per * omp_get_thread_num());
     tw_free(work);
     tw_free(ch);
@@ -459,21 +575,28 @@ tw_status tw_cpu_attn_seg_f32(float *out, float *lse, const float *q, const floa
 
 /* Scratch floats of one backward task (the larger of the two passes). */
 static int64_t bwd_scratch(int64_t d) {
-    int64_t p1 = 2 * d * BQ + 2 * KC * BQ + 2 * KC * d + 2 * BQ;
-    int64_t p2 = 2 * d * BK + 2 * QC * BK + QC * d;
+    int64_t p1 = 2 * KC * BQ + 2 * KC * d + 2 * BQ;
+    int64_t p2 = 2 * QC * BK + QC * d;
     return p1 > p2 ? p1 : p2;
 }
+
+/* The transposed operands of the backward (segs_transpose), each (heads, head_dim, width). */
+typedef struct {
+    const float *q, *dout; /* n_head heads */
+    const float *k, *v;    /* n_kv_head heads */
+    int64_t width;
+} seg_t;
 
 /* Pass 1: dK, dV of key rows [c->r0, c->r1), kv head kh, summed over the group's heads and over
  * every query that sees those keys. D: (n_tok, n_head). */
 static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *dout,
                         const float *lse, const float *D, const float *q, const float *k,
-                        const float *v, const seg_chunk *c, int64_t kh,
+                        const float *v, const seg_t *tr, const seg_chunk *c, int64_t kh,
                         const tw_attn_seg_shape *s, float *work) {
-    const int64_t d = s->head_dim, group = s->n_head / s->n_kv_head;
+    const int64_t d = s->head_dim, group = s->n_head / s->n_kv_head, W = tr->width;
     const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
     const int64_t k0 = c->r0, nkr = c->r1 - c->r0;
-    float *qt = work, *dot = qt + d * BQ, *St = dot + d * BQ, *dPt = St + KC * BQ;
+    float *St = work, *dPt = St + KC * BQ;
     float *dK = dPt + KC * BQ, *dV = dK + KC * d, *lt = dV + KC * d, *Dt = lt + BQ;
     memset(dK, 0, (size_t)(2 * KC * d) * sizeof(float)); /* dK and dV */
     const float *kr = k + k0 * ldk + kh * d, *vr = v + k0 * ldk + kh * d; /* (nkr, d) ld ldk */
@@ -482,14 +605,14 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
         for (int64_t qb = t0; qb < c->s1; qb += BQ) {
             const int64_t nq = c->s1 - qb < BQ ? c->s1 - qb : BQ, nqp = round8(nq);
             const float *qr = q + qb * ldq + h * d, *dor = dout + qb * ldq + h * d; /* (nq, d) */
-            transpose_pad(qt, qr, ldq, nq, d, nqp);
-            transpose_pad(dot, dor, ldq, nq, d, nqp);
+            const int64_t col = h * d * W + c->c0 + (qb - c->s0);
+            const float *qt = tr->q + col, *dot = tr->dout + col; /* (d, nqp) ld W */
             for (int64_t i = 0; i < nqp; i++) {
                 lt[i] = i < nq ? lse[(qb + i) * s->n_head + h] : 0;
                 Dt[i] = i < nq ? D[(qb + i) * s->n_head + h] : 0;
             }
-            P->abt(St, BQ, kr, ldk, qt, nqp, nkr, nqp, d, s->scale); /* S^T (nkr, nqp) */
-            P->abt(dPt, BQ, vr, ldk, dot, nqp, nkr, nqp, d, 1.0f);   /* dP^T */
+            P->abt(St, BQ, kr, ldk, qt, W, nkr, nqp, d, s->scale); /* S^T (nkr, nqp) */
+            P->abt(dPt, BQ, vr, ldk, dot, W, nkr, nqp, d, 1.0f);   /* dP^T */
             for (int64_t j = 0; j < nkr; j++) {
                 float *pr = St + j * BQ, *dr = dPt + j * BQ;
                 int64_t lo = s->causal ? k0 + j - qb : 0; /* queries [lo, nq) see key k0 + j */
@@ -500,7 +623,7 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
                     continue;
                 }
                 P->expsub(pr, pr, lt, 0, lo, nq, nqp); /* P^T row */
-                for (int64_t i = 0; i < nqp; i++) dr[i] = pr[i] * (dr[i] - Dt[i]) * s->scale;
+                P->dsoft(dr, pr, dr, Dt, 0, s->scale, nqp); /* dS^T row */
             }
             P->acc(dV, d, St, BQ, dor, ldq, nkr, nq, d);  /* dV += P^T dO */
             P->acc(dK, d, dPt, BQ, qr, ldq, nkr, nq, d);  /* dK += scale dS^T Q */
@@ -514,22 +637,22 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
 
 /* Pass 2: dQ of query rows [c->r0, c->r1), head h. */
 static void bwd_q_task(const seg_prims *P, float *dq, const float *dout, const float *lse,
-                       const float *D, const float *q, const float *k, const float *v,
+                       const float *D, const float *q, const float *k, const seg_t *tr,
                        const seg_chunk *c, int64_t h, const tw_attn_seg_shape *s, float *work) {
-    const int64_t d = s->head_dim, kh = h / (s->n_head / s->n_kv_head);
+    const int64_t d = s->head_dim, kh = h / (s->n_head / s->n_kv_head), W = tr->width;
     const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
     const int64_t r0 = c->r0, nr = c->r1 - c->r0;
-    float *kt = work, *vt = kt + d * BK, *S = vt + d * BK, *dP = S + QC * BK, *dQ = dP + QC * BK;
+    float *S = work, *dP = S + QC * BK, *dQ = dP + QC * BK;
     memset(dQ, 0, (size_t)(nr * d) * sizeof(float));
     const float *qr = q + r0 * ldq + h * d, *dor = dout + r0 * ldq + h * d; /* (nr, d) ld ldq */
     const int64_t kend = s->causal ? c->r1 : c->s1;
     for (int64_t kb = c->s0; kb < kend; kb += BK) {
         const int64_t nk = kend - kb < BK ? kend - kb : BK, nkp = round8(nk);
-        const float *kr = k + kb * ldk + kh * d, *vr = v + kb * ldk + kh * d; /* (nk, d) */
-        transpose_pad(kt, kr, ldk, nk, d, nkp);
-        transpose_pad(vt, vr, ldk, nk, d, nkp);
-        P->abt(S, BK, qr, ldq, kt, nkp, nr, nkp, d, s->scale); /* (nr, nkp) */
-        P->abt(dP, BK, dor, ldq, vt, nkp, nr, nkp, d, 1.0f);
+        const float *kr = k + kb * ldk + kh * d; /* (nk, d) */
+        const int64_t col = kh * d * W + c->c0 + (kb - c->s0);
+        const float *kt = tr->k + col, *vt = tr->v + col; /* (d, nkp) ld W */
+        P->abt(S, BK, qr, ldq, kt, W, nr, nkp, d, s->scale); /* (nr, nkp) */
+        P->abt(dP, BK, dor, ldq, vt, W, nr, nkp, d, 1.0f);
         for (int64_t i = 0; i < nr; i++) {
             float *pr = S + i * BK, *dr = dP + i * BK;
             int64_t hi = s->causal ? r0 + i - kb + 1 : nk;
@@ -540,7 +663,7 @@ static void bwd_q_task(const seg_prims *P, float *dq, const float *dout, const f
             }
             const float di = D[(r0 + i) * s->n_head + h];
             P->expsub(pr, pr, NULL, lse[(r0 + i) * s->n_head + h], 0, hi, nkp);
-            for (int64_t j = 0; j < nkp; j++) pr[j] = pr[j] * (dr[j] - di) * s->scale; /* dS */
+            P->dsoft(pr, pr, dr, NULL, di, s->scale, nkp); /* dS */
         }
         P->acc(dQ, d, S, BK, kr, ldk, nr, nk, d); /* dQ += scale dS K */
     }
@@ -556,12 +679,15 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
     const seg_prims *P = prims_pick(force_portable);
     const int64_t d = s->head_dim, nl = s->n_tok * s->n_head;
     seg_chunk *cq = NULL, *ck = NULL;
-    int64_t n_cq = 0, n_ck = 0;
-    tw_status st = chunks_make(seg, s->n_tok, QC, &cq, &n_cq);
-    if (st == TW_OK) st = chunks_make(seg, s->n_tok, KC, &ck, &n_ck);
+    int64_t n_cq = 0, n_ck = 0, width = 0;
+    tw_status st = chunks_make(seg, s->n_tok, QC, &cq, &n_cq, &width);
+    if (st == TW_OK) st = chunks_make(seg, s->n_tok, KC, &ck, &n_ck, &width);
+    width = t_stride(width);
     const int nt = tw_threads_get();
-    const int64_t per = bwd_scratch(d);
-    float *work = st == TW_OK ? tw_malloc((size_t)(per * nt + nl) * sizeof(float)) : NULL;
+    const int64_t per = bwd_scratch(d), qdw = s->n_head * d * width, kdw = s->n_kv_head * d * width;
+    /* per thread: a task's scratch; then D, and q, dout, k, v transposed (segs_transpose) */
+    float *work = st == TW_OK ? tw_malloc((size_t)(per * nt + nl + 2 * qdw + 2 * kdw) * sizeof(float))
+                              : NULL;
     if (st == TW_OK && !work) st = tw_error_wrap("attn_seg_bwd: scratch for %d threads", nt);
     if (st != TW_OK) {
         tw_free(cq);
@@ -569,6 +695,13 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
         return st;
     }
     float *D = work + per * nt; /* (n_tok, n_head): rowsum(dout * out) */
+    float *Qt = D + nl, *dOt = Qt + qdw, *Kt = dOt + qdw, *Vt = Kt + kdw;
+    const int avx2 = P != &prims_portable;
+    segs_transpose(Qt, q, s->n_head, d, cq, n_cq, width, avx2);
+    segs_transpose(dOt, dout, s->n_head, d, cq, n_cq, width, avx2);
+    segs_transpose(Kt, k, s->n_kv_head, d, cq, n_cq, width, avx2);
+    segs_transpose(Vt, v, s->n_kv_head, d, cq, n_cq, width, avx2);
+    const seg_t tr = {Qt, dOt, Kt, Vt, width};
 #pragma omp parallel num_threads(nt) if (nl * d >= 65536)
     {
 #pragma omp for schedule(static)
@@ -585,11 +718,11 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
         float *w = work + per * omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1) nowait
         for (int64_t t = 0; t < n_kv_tasks; t++)
-            bwd_kv_task(P, dk, dv, dout, lse, D, q, k, v, &ck[t / s->n_kv_head],
+            bwd_kv_task(P, dk, dv, dout, lse, D, q, k, v, &tr, &ck[t / s->n_kv_head],
                         t % s->n_kv_head, s, w);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_q_tasks; t++)
-            bwd_q_task(P, dq, dout, lse, D, q, k, v, &cq[t / s->n_head], t % s->n_head, s, w);
+            bwd_q_task(P, dq, dout, lse, D, q, k, &tr, &cq[t / s->n_head], t % s->n_head, s, w);
     }
     tw_free(work);
     tw_free(cq);
