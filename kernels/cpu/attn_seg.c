@@ -126,57 +126,52 @@ static const seg_prims prims_portable = {abt_portable, acc_portable, rmax_portab
 /* ---- AVX2 + FMA primitives ---------------------------------------------------------------- */
 
 #ifdef TW_X86
+/* nr (6 or 4) rows x 16 columns of abt: 2 nr accumulators (12 cover the FMA latency times the
+ * two FMA ports of current cores; 8 did not quite). Each element is one fma chain over d in
+ * order, then the product by alpha, whatever the blocking. */
+TW_AVX2 static inline __attribute__((always_inline)) void
+abt_block_t(const int nr, float *c, int64_t ldc, const float *a, int64_t lda, const float *b,
+            int64_t ldb, int64_t D, __m256 va) {
+    __m256 s[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < nr; r++) s[r][0] = s[r][1] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D; d++, b += ldb) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < nr; r++) {
+            __m256 x = _mm256_broadcast_ss(a + r * lda + d);
+            s[r][0] = _mm256_fmadd_ps(x, b0, s[r][0]);
+            s[r][1] = _mm256_fmadd_ps(x, b1, s[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < nr; r++) {
+        _mm256_storeu_ps(c + r * ldc, _mm256_mul_ps(s[r][0], va));
+        _mm256_storeu_ps(c + r * ldc + 8, _mm256_mul_ps(s[r][1], va));
+    }
+}
+
 TW_AVX2 static void abt_avx2(float *c, int64_t ldc, const float *a, int64_t lda, const float *bt,
                              int64_t ldb, int64_t R, int64_t nc, int64_t D, float alpha) {
     const __m256 va = _mm256_set1_ps(alpha);
-    int64_t r = 0;
-    for (; r + 4 <= R; r += 4) {
-        const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        float *c0 = c + r * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
-        int64_t j = 0;
-        for (; j + 16 <= nc; j += 16) {
-            __m256 s00 = _mm256_setzero_ps(), s01 = s00, s10 = s00, s11 = s00, s20 = s00,
-                   s21 = s00, s30 = s00, s31 = s00;
-            const float *b = bt + j;
-            for (int64_t d = 0; d < D; d++, b += ldb) {
-                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-                __m256 x = _mm256_broadcast_ss(a0 + d);
-                s00 = _mm256_fmadd_ps(x, b0, s00);
-                s01 = _mm256_fmadd_ps(x, b1, s01);
-                x = _mm256_broadcast_ss(a1 + d);
-                s10 = _mm256_fmadd_ps(x, b0, s10);
-                s11 = _mm256_fmadd_ps(x, b1, s11);
-                x = _mm256_broadcast_ss(a2 + d);
-                s20 = _mm256_fmadd_ps(x, b0, s20);
-                s21 = _mm256_fmadd_ps(x, b1, s21);
-                x = _mm256_broadcast_ss(a3 + d);
-                s30 = _mm256_fmadd_ps(x, b0, s30);
-                s31 = _mm256_fmadd_ps(x, b1, s31);
-            }
-            _mm256_storeu_ps(c0 + j, _mm256_mul_ps(s00, va));
-            _mm256_storeu_ps(c0 + j + 8, _mm256_mul_ps(s01, va));
-            _mm256_storeu_ps(c1 + j, _mm256_mul_ps(s10, va));
-            _mm256_storeu_ps(c1 + j + 8, _mm256_mul_ps(s11, va));
-            _mm256_storeu_ps(c2 + j, _mm256_mul_ps(s20, va));
-            _mm256_storeu_ps(c2 + j + 8, _mm256_mul_ps(s21, va));
-            _mm256_storeu_ps(c3 + j, _mm256_mul_ps(s30, va));
-            _mm256_storeu_ps(c3 + j + 8, _mm256_mul_ps(s31, va));
-        }
-        for (; j < nc; j += 8) {
-            __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-            const float *b = bt + j;
-            for (int64_t d = 0; d < D; d++, b += ldb) {
-                __m256 b0 = _mm256_loadu_ps(b);
-                s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + d), b0, s0);
-                s1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + d), b0, s1);
-                s2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + d), b0, s2);
-                s3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + d), b0, s3);
-            }
-            _mm256_storeu_ps(c0 + j, _mm256_mul_ps(s0, va));
-            _mm256_storeu_ps(c1 + j, _mm256_mul_ps(s1, va));
-            _mm256_storeu_ps(c2 + j, _mm256_mul_ps(s2, va));
-            _mm256_storeu_ps(c3 + j, _mm256_mul_ps(s3, va));
-        }
+    /* rows in blocks of 6, then at most one of 4 (r_done rows); column blocks outside, so
+     * that one block of bt (D x 16) stays in L1 while every row block reads it */
+    const int64_t r6 = R / 6 * 6, r_done = r6 + (R - r6 >= 4 ? 4 : 0);
+    for (int64_t j = 0; j + 16 <= nc; j += 16) {
+        for (int64_t q = 0; q < r6; q += 6)
+            abt_block_t(6, c + q * ldc + j, ldc, a + q * lda, lda, bt + j, ldb, D, va);
+        if (r_done > r6)
+            abt_block_t(4, c + r6 * ldc + j, ldc, a + r6 * lda, lda, bt + j, ldb, D, va);
+    }
+    /* the last 8 columns (nc = 8 mod 16) of the rows so far, then the rows left */
+    int64_t r = r_done;
+    const int64_t j8 = nc & ~(int64_t)15;
+    for (int64_t q = 0; q < r_done && j8 < nc; q++) {
+        __m256 s0 = _mm256_setzero_ps();
+        const float *b = bt + j8, *a0 = a + q * lda;
+        for (int64_t d = 0; d < D; d++, b += ldb)
+            s0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + d), _mm256_loadu_ps(b), s0);
+        _mm256_storeu_ps(c + q * ldc + j8, _mm256_mul_ps(s0, va));
     }
     for (; r < R; r++) {
         const float *a0 = a + r * lda;
@@ -282,9 +277,44 @@ TW_AVX2 static void acc_rows1(float *c0, const float *w0, const float *m, int64_
     }
 }
 
+/* nr (6) rows x 16 columns [d0, d0 + 16) of acc, 12 accumulators (as abt_block_t); each
+ * element one fma chain over j in order, as acc_rows4 and acc_rows1 compute it. */
+TW_AVX2 static inline __attribute__((always_inline)) void
+acc_block_t(const int nr, float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
+            int64_t ldm, int64_t J) {
+    __m256 s[6][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < nr; r++) {
+        s[r][0] = _mm256_loadu_ps(c + r * ldc);
+        s[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+    }
+    for (int64_t j = 0; j < J; j++, m += ldm) {
+        __m256 m0 = _mm256_loadu_ps(m), m1 = _mm256_loadu_ps(m + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < nr; r++) {
+            __m256 x = _mm256_broadcast_ss(w + r * ldw + j);
+            s[r][0] = _mm256_fmadd_ps(x, m0, s[r][0]);
+            s[r][1] = _mm256_fmadd_ps(x, m1, s[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < nr; r++) {
+        _mm256_storeu_ps(c + r * ldc, s[r][0]);
+        _mm256_storeu_ps(c + r * ldc + 8, s[r][1]);
+    }
+}
+
 TW_AVX2 static void acc_avx2(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
                              int64_t ldm, int64_t R, int64_t J, int64_t D) {
+    const int64_t d16 = D & ~(int64_t)15;
     int64_t r = 0;
+    for (; r + 6 <= R; r += 6) { /* blocks of 6 rows; their columns past d16 row by row */
+        for (int64_t d = 0; d < d16; d += 16)
+            acc_block_t(6, c + r * ldc + d, ldc, w + r * ldw, ldw, m + d, ldm, J);
+        if (d16 < D)
+            for (int64_t q = r; q < r + 6; q++)
+                acc_rows1(c + q * ldc + d16, w + q * ldw, m + d16, ldm, J, D - d16);
+    }
     for (; r + 4 <= R; r += 4) {
         float *c0 = c + r * ldc;
         const float *w0 = w + r * ldw;
