@@ -7,6 +7,11 @@
  *   adapter/                       the PEFT adapter (adapter_config.json + safetensors)
  *   adapter.gguf                   the same as a llama.cpp GGUF LoRA (f32)
  *                                  (both rewritten at every checkpoint and at the end)
+ *   model.gguf                     --full: the whole trained model (--out-type f32|f16),
+ *                                  instead of the adapter files (rewritten likewise)
+ *   checkpoints/ref-logps.twck     DPO: the reference log-probs, computed once (before the
+ *                                  first update) and read back by --resume when they were
+ *                                  made from the same reference model and data
  *   steps.jsonl                    one line per step {"step", "loss" (%.17g), "lr", ...}; a
  *                                  resumed run appends the steps after its checkpoint again
  * A run that stops on a non-finite loss keeps its last good checkpoint and says why. */
@@ -15,6 +20,7 @@
 #include "cli_warehouse.h"
 #include "comm.h"
 #include "dataset.h"
+#include "fullft.h"
 #include "json.h"
 #include "lora.h"
 #include "model.h"
@@ -39,6 +45,10 @@ static void usage(FILE *out) {
             "  --dpo                preference data, DPO loss (--beta 0.1)\n"
             "  --ref-from BASE      DPO reference model (default: the base without adapters)\n"
             "  --lora-r 16 --lora-alpha 32 --lora-targets all --lora-dropout 0 --rslora\n"
+            "  --full               full fine-tuning: every weight trained in f32 (small models:\n"
+            "                       20 bytes a parameter; refused above 1.5e9 parameters); the\n"
+            "                       base must be a GGUF; writes DIR/model.gguf; no LoRA options\n"
+            "  --out-type f32|f16   --full: the type of the model's matrices (default f32)\n"
             "  --qlora native|nf4   native (default): the base's own GGUF type; nf4: its seven\n"
             "                       projections re-quantized to NF4 (QLoRA's 4-bit NormalFloat,\n"
             "                       double quantization), the rest as stored\n"
@@ -61,7 +71,8 @@ static void usage(FILE *out) {
 
 typedef struct {
     const char *model, *data, *ref_from, *targets, *schedule, *qlora, *tmpl, *out, *name;
-    int dpo, rslora, pack, recompute, resume;
+    const char *out_type, *lora_opt; /* lora_opt: the first LoRA option given (for --full) */
+    int dpo, rslora, pack, recompute, resume, full;
     long r, warmup, steps, batch_tokens, micro, max_len, eval_every, save_every, seed;
     double alpha, dropout, lr, epochs, eval_fraction, min_lr_ratio, wd, clip, beta;
 } train_args;
@@ -91,6 +102,9 @@ static int parse_args(int argc, char **argv, train_args *a) {
             usage(stdout);
             return -1;
         }
+        if (!a->lora_opt && (!strncmp(argv[i], "--lora-", 7) || !strcmp(argv[i], "--rslora") ||
+                             !strncmp(argv[i], "--qlora", 7)))
+            a->lora_opt = argv[i];
 #define STR(flag, field)                                                                      \
     if (cli_opt(argc, argv, &i, flag, &v)) {                                                  \
         if (!v) return cli_fail(CLI_USAGE, "train", flag " needs a value");                 \
@@ -118,7 +132,8 @@ static int parse_args(int argc, char **argv, train_args *a) {
         STR("--lora-targets", targets) STR("--schedule", schedule) STR("--qlora", qlora)
         STR("--chat-template", tmpl) STR("--out", out) STR("--name", name)
         FLAG("--dpo", dpo) FLAG("--rslora", rslora) FLAG("--pack", pack)
-        FLAG("--recompute", recompute) FLAG("--resume", resume)
+        FLAG("--recompute", recompute) FLAG("--resume", resume) FLAG("--full", full)
+        STR("--out-type", out_type)
         INT("--lora-r", r, 1, 4096) INT("--warmup", warmup, 0, 100000000)
         INT("--steps", steps, 1, 1000000000) INT("--batch-tokens", batch_tokens, 2, 1 << 24)
         INT("--micro-batch", micro, 2, 1 << 24) INT("--max-len", max_len, 2, 1 << 20)
@@ -138,6 +153,17 @@ static int parse_args(int argc, char **argv, train_args *a) {
         usage(stderr);
         return cli_fail(CLI_USAGE, "train", "-m BASE and --data FILE.jsonl are required");
     }
+    if (a->full && a->lora_opt)
+        return cli_fail(CLI_USAGE, "train", "%s is a LoRA option; --full trains every weight",
+                        a->lora_opt);
+    if (a->full && a->ref_from)
+        return cli_fail(CLI_USAGE, "train", "--ref-from with --full: not supported (the reference "
+                                            "is the initial weights)");
+    if (a->out_type && !a->full)
+        return cli_fail(CLI_USAGE, "train", "--out-type is for --full (adapters are written f32)");
+    if (a->out_type && strcmp(a->out_type, "f32") && strcmp(a->out_type, "f16"))
+        return cli_fail(CLI_USAGE, "train", "--out-type '%s': expected f32 or f16", a->out_type);
+    if (!a->out_type) a->out_type = "f32";
     if (a->steps && a->epochs > 0)
         return cli_fail(CLI_USAGE, "train", "--steps and --epochs exclude each other");
     if (a->epochs < 0 || !isfinite(a->epochs))
@@ -165,7 +191,10 @@ static int parse_args(int argc, char **argv, train_args *a) {
 static char *config_json(const train_args *a, const char *base, const char *ds_hash, int64_t total) {
     tw_sb sb;
     tw_sb_init(&sb);
-    tw_sb_printf(&sb, "{\"kind\":\"%s\",\"base\":", a->dpo ? "dpo" : "sft");
+    tw_sb_printf(&sb, "{\"kind\":\"%s\",\"mode\":\"%s\",", a->dpo ? "dpo" : "sft",
+                 a->full ? "full" : "lora");
+    if (a->full) tw_sb_printf(&sb, "\"out_type\":\"%s\",", a->out_type);
+    tw_sb_puts(&sb, "\"base\":");
     cli_json_text(&sb, base, strlen(base));
     tw_sb_printf(&sb, ",\"data\":");
     cli_json_text(&sb, a->data, strlen(a->data));
@@ -250,9 +279,30 @@ static tw_status save_adapter(const lora_set *s, const char *out) {
     return st;
 }
 
-/* A checkpoint of step, and the adapter files as they are at this step. */
-static int save_ckpt(const char *ckdir, const char *out, lora_set *s, ds_dataset *ds, int64_t step,
-                     const char *cfg, const char *base_hash) {
+/* <out>/model.gguf (--full), written atomically from the base GGUF's metadata. */
+static tw_status save_model(const fullft_set *f, const char *base_path, const char *out,
+                            const char *out_type) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    tw_sb_printf(&sb, "%s/model.gguf", out);
+    char *pm = tw_sb_take(&sb);
+    tw_status st = pm ? fullft_save_gguf(f, base_path, pm, strcmp(out_type, "f16") ? TW_DTYPE_F32
+                                                                                  : TW_DTYPE_F16)
+                      : tw_error(TW_ERR_NOMEM, "out of memory");
+    tw_free(pm);
+    return st;
+}
+
+/* What a run trains: adapters, or (--full) every weight. */
+typedef struct {
+    lora_set *s;
+    fullft_set *f;
+    const char *base_path, *out_type;
+} trained;
+
+/* A checkpoint of step, and the adapter files (or the model) as they are at this step. */
+static int save_ckpt(const char *ckdir, const char *out, const trained *tr, ds_dataset *ds,
+                     int64_t step, const char *cfg, const char *base_hash) {
     ckpt_meta meta;
     memset(&meta, 0, sizeof meta);
     meta.step = step;
@@ -261,9 +311,73 @@ static int save_ckpt(const char *ckdir, const char *out, lora_set *s, ds_dataset
     meta.data_pos = pos_pack(&p);
     snprintf(meta.base_sha256, sizeof meta.base_sha256, "%s", base_hash);
     meta.config_json = cfg;
-    if (ckpt_save_lora(ckdir, &meta, s, 3, NULL) != TW_OK || save_adapter(s, out) != TW_OK)
+    if (tr->f ? ckpt_save_full(ckdir, &meta, tr->f, 3, NULL) != TW_OK ||
+                    save_model(tr->f, tr->base_path, out, tr->out_type) != TW_OK
+              : ckpt_save_lora(ckdir, &meta, tr->s, 3, NULL) != TW_OK || save_adapter(tr->s, out) != TW_OK)
         return cli_fail_status("train");
     return CLI_OK;
+}
+
+/* ---- DPO reference log-probs, cached in the checkpoint folder ------------------------------
+ * Computed once per run (LoRA: the base without adapters; --full: the initial weights, before
+ * the first update; --ref-from: that model) and written to <ckdir>/ref-logps.twck (a
+ * checkpoint file: magic, checksum, atomic write) with the key they depend on: the reference
+ * model's content hash, the dataset's hash, the split sizes, max_len and the template. A
+ * --resume reads them back when the key matches, so a full fine-tuning run never takes its
+ * references from weights it has already changed. */
+
+static char *ref_cache_path(const char *ckdir) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    tw_sb_printf(&sb, "%s/ref-logps.twck", ckdir);
+    return tw_sb_take(&sb);
+}
+
+static char *ref_cache_key(const char *ref_hash, const char *ds_hash, size_t nt, size_t ne,
+                           long max_len, const char *tmpl, int full) {
+    tw_sb sb;
+    tw_sb_init(&sb);
+    tw_sb_printf(&sb, "{\"ref_sha256\":\"%s\",\"dataset_hash\":\"%s\",\"n_train\":%zu,"
+                 "\"n_eval\":%zu,\"max_len\":%ld,\"template\":", ref_hash, ds_hash, nt, ne, max_len);
+    cli_json_text(&sb, tmpl, strlen(tmpl));
+    tw_sb_printf(&sb, ",\"mode\":\"%s\"}", full ? "full" : "lora");
+    return tw_sb_take(&sb);
+}
+
+/* 1: the cache at path holds refs for key (copied into rt (2 nt), re (2 ne)); 0: absent or for
+ * another key (a damaged file is reported and ignored). */
+static int ref_cache_load(const char *path, const char *key, double *rt, size_t nt, double *re,
+                          size_t ne) {
+    if (access(path, F_OK) != 0) return 0;
+    ckpt *c = NULL;
+    if (ckpt_open(path, &c) != TW_OK) {
+        tw_log_warn("train: %s", tw_errmsg());
+        return 0;
+    }
+    const ckpt_meta *cm = ckpt_get_meta(c);
+    const ckpt_blob *bt = ckpt_find_blob(c, "ref.train"), *be = ckpt_find_blob(c, "ref.eval");
+    int ok = cm->config_json && !strcmp(cm->config_json, key) && bt && be &&
+             bt->nbytes == 2 * nt * sizeof(double) && be->nbytes == 2 * ne * sizeof(double);
+    if (ok) {
+        memcpy(rt, bt->data, bt->nbytes);
+        memcpy(re, be->data, be->nbytes);
+    }
+    ckpt_close(c);
+    return ok;
+}
+
+static tw_status ref_cache_save(const char *ckdir, const char *path, const char *key,
+                                const char *ref_hash, const double *rt, size_t nt,
+                                const double *re, size_t ne) {
+    tw_status st = tw_mkdir_p(ckdir);
+    if (st) return st;
+    ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.base_sha256, sizeof meta.base_sha256, "%s", ref_hash);
+    meta.config_json = key;
+    ckpt_blob blobs[2] = {{"ref.train", rt, 2 * nt * sizeof(double)},
+                          {"ref.eval", re, 2 * ne * sizeof(double)}};
+    return ckpt_write(path, &meta, NULL, blobs, 2);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -284,9 +398,11 @@ int cmd_train(int argc, char **argv) {
     tw_chat_template *tpl = NULL;
     ds_dataset *ds = NULL;
     lora_set *s = NULL;
+    fullft_set *f = NULL;
     trainer *t = NULL, *rt = NULL;
     ckpt *ck = NULL;
-    char *out = NULL, *ckdir = NULL, *cfg = NULL, *ck_path = NULL, *name = NULL;
+    char *out = NULL, *ckdir = NULL, *cfg = NULL, *ck_path = NULL, *name = NULL, *rc_path = NULL,
+         *rc_key = NULL;
     double *ref_train = NULL, *ref_eval = NULL;
     run_log lg = {NULL, 0, NULL};
     const char *fail_status = "failed";
@@ -357,7 +473,7 @@ int cmd_train(int argc, char **argv) {
     if (a.out) out = tw_strdup(a.out);
     else {
         char sub[300];
-        snprintf(sub, sizeof sub, "adapters/%s", name);
+        snprintf(sub, sizeof sub, "%s/%s", a.full ? "finetuned" : "adapters", name);
         out = cli_workspace_path(sub);
     }
     if (!out || !name) {
@@ -388,7 +504,10 @@ int cmd_train(int argc, char **argv) {
     if (lora_targets_parse_for(a.targets, &base, &lc.targets) != TW_OK) FAIL();
     if (a.resume) {
         if (ckpt_latest(ckdir, &ck_path) != TW_OK) FAIL();
-        if (ckpt_open(ck_path, &ck) != TW_OK || ckpt_restore_lora(ck, be, &base, &s) != TW_OK) FAIL();
+        if (ckpt_open(ck_path, &ck) != TW_OK) FAIL();
+        if (a.full ? fullft_set_new(m, &f) != TW_OK || ckpt_restore_full(ck, f) != TW_OK
+                   : ckpt_restore_lora(ck, be, &base, &s) != TW_OK)
+            FAIL();
         const ckpt_meta *cm = ckpt_get_meta(ck);
         tw_json *old = tw_json_parse(cm->config_json, strlen(cm->config_json), ck_path);
         const char *oh = old ? tw_json_get_str(old, "dataset_hash", "") : "";
@@ -404,14 +523,22 @@ int cmd_train(int argc, char **argv) {
         ds_position p = pos_unpack(cm->data_pos);
         if (ds_position_set(ds, DS_SPLIT_TRAIN, &p) != TW_OK) FAIL();
         fprintf(stderr, "resuming from %s (step %lld)\n", ck_path, (long long)step);
-    } else if (lora_set_new(be, &base, &lc, &s) != TW_OK) {
+    } else if (a.full ? fullft_set_new(m, &f) != TW_OK : lora_set_new(be, &base, &lc, &s) != TW_OK) {
         FAIL();
     }
     int64_t max_tokens = a.micro > a.max_len * (a.dpo ? 2 : 1) ? a.micro : a.max_len * (a.dpo ? 2 : 1);
     trainer_opts to = {max_tokens, a.recompute};
-    if (trainer_new(m, s, &to, &t) != TW_OK) FAIL();
+    if (f ? trainer_new_full(m, f, &to, &t) != TW_OK : trainer_new(m, s, &to, &t) != TW_OK) FAIL();
     trainer_set_comm(t, cc);
-    if (root) fprintf(stderr, "%s: %d adapters, %lld trainable parameters (rank %d, scale %g), activations "
+    if (root && f)
+        fprintf(stderr, "%s: full fine-tuning: %d tensors, %lld trainable parameters (%s head), "
+                "%.1f MiB of weights, gradients and moments; activations %.1f MiB for %lld "
+                "tokens%s\n", base_path, (int)fullft_n_tensors(f), (long long)fullft_n_params(f),
+                fullft_tied(f) ? "tied" : "untied",
+                (double)fullft_n_floats(f) * 16.0 / 1048576.0,
+                (double)trainer_act_bytes(t) / 1048576.0, (long long)max_tokens,
+                a.recompute ? " (recompute)" : "");
+    if (root && s) fprintf(stderr, "%s: %d adapters, %lld trainable parameters (rank %d, scale %g), activations "
             "%.1f MiB for %lld tokens%s\n", base_path, (int)lora_set_n_adapters(s),
             (long long)lora_set_n_params(s), (int)a.r, (double)lora_set_scale(s),
             (double)trainer_act_bytes(t) / 1048576.0, (long long)max_tokens,
@@ -439,10 +566,34 @@ int cmd_train(int argc, char **argv) {
             rc = cli_fail(CLI_ERR, "train", "out of memory");
             goto done;
         }
-        double t0 = now_s();
-        if (trainer_ref_logps(use, ds, DS_SPLIT_TRAIN, (size_t)max_tokens, ref_train) != TW_OK) FAIL();
-        if (ne && trainer_ref_logps(use, ds, DS_SPLIT_EVAL, (size_t)max_tokens, ref_eval) != TW_OK) FAIL();
-        fprintf(stderr, "reference log-probs of %zu pairs in %.1f s\n", nt + ne, now_s() - t0);
+        char ref_hash[65];
+        if (ref_m) {
+            if (lora_model_hash(ref_path, ref_hash) != TW_OK) FAIL();
+        } else {
+            memcpy(ref_hash, base.sha256, sizeof ref_hash);
+        }
+        rc_path = ref_cache_path(ckdir);
+        rc_key = ref_cache_key(ref_hash, ds_content_hash(ds), nt, ne, a.max_len,
+                               tw_chat_template_name(tpl), a.full);
+        if (!rc_path || !rc_key) {
+            rc = cli_fail(CLI_ERR, "train", "out of memory");
+            goto done;
+        }
+        if (step > 0 && ref_cache_load(rc_path, rc_key, ref_train, nt, ref_eval, ne)) {
+            fprintf(stderr, "reference log-probs read from %s\n", rc_path);
+        } else if (step > 0 && a.full) {
+            rc = cli_fail(CLI_ERR, "train", "%s: the reference log-probs of the initial weights "
+                          "are missing or were made for other data; a --full DPO run cannot "
+                          "recompute them after its first update (start the run again)", rc_path);
+            goto done;
+        } else {
+            double t0 = now_s();
+            if (trainer_ref_logps(use, ds, DS_SPLIT_TRAIN, (size_t)max_tokens, ref_train) != TW_OK) FAIL();
+            if (ne && trainer_ref_logps(use, ds, DS_SPLIT_EVAL, (size_t)max_tokens, ref_eval) != TW_OK) FAIL();
+            fprintf(stderr, "reference log-probs of %zu pairs in %.1f s\n", nt + ne, now_s() - t0);
+            if (root && ref_cache_save(ckdir, rc_path, rc_key, ref_hash, ref_train, nt, ref_eval, ne) != TW_OK)
+                FAIL();
+        }
     }
     /* run tracking: rank 0 writes every file and record; the others only compute */
     if (!root) goto train;
@@ -495,6 +646,7 @@ train:
     if (has_eval && step == 0 && a.eval_every > 0) {
         if ((rc = do_eval(t, ds, &a, ref_eval, 0, &lg, &eval_first)) != CLI_OK) goto done;
     }
+    const trained tr = {s, f, base_path, a.out_type};
     train_sched sched = {(train_sched_kind)train_sched_parse(a.schedule), a.lr, a.warmup, total,
                          a.min_lr_ratio};
     if (sched.warmup >= total) sched.warmup = total > 1 ? total - 1 : 0;
@@ -546,19 +698,19 @@ train:
         if (has_eval && a.eval_every > 0 && step % a.eval_every == 0 && step < total)
             if ((rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
         if (root && a.save_every > 0 && step % a.save_every == 0 && step < total)
-            if ((rc = save_ckpt(ckdir, out, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
+            if ((rc = save_ckpt(ckdir, out, &tr, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     }
     if (has_eval && (rc = do_eval(t, ds, &a, ref_eval, step, &lg, &eval_last)) != CLI_OK) goto done;
     if (!root) {
         fail_status = NULL;
         goto done;
     }
-    if ((rc = save_ckpt(ckdir, out, s, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
+    if ((rc = save_ckpt(ckdir, out, &tr, ds, step, cfg, base.sha256)) != CLI_OK) goto done;
     {
-        /* save_ckpt wrote the final adapter files too */
+        /* save_ckpt wrote the final adapter files (or the model) too */
         tw_sb sb;
         tw_sb_init(&sb);
-        tw_sb_printf(&sb, "%s/adapter", out);
+        tw_sb_printf(&sb, f ? "%s/model.gguf" : "%s/adapter", out);
         char *pd = tw_sb_take(&sb);
         if (!pd) {
             rc = cli_fail(CLI_ERR, "train", "out of memory");
@@ -571,8 +723,12 @@ train:
                el > 0 ? (double)tokens_all / el : 0.0, loss_first, loss_last);
         if (has_eval && !isnan(eval_first)) printf("; held-out loss %.4f -> %.4f", eval_first, eval_last);
         else if (has_eval) printf("; held-out loss %.4f", eval_last);
-        printf("\nadapter: %s (PEFT), %s.gguf (GGUF); run %lld; peak memory %.0f MiB\n", pd, pd,
-               (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
+        if (f)
+            printf("\nmodel: %s (GGUF, %s); run %lld; peak memory %.0f MiB\n", pd, a.out_type,
+                   (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
+        else
+            printf("\nadapter: %s (PEFT), %s.gguf (GGUF); run %lld; peak memory %.0f MiB\n", pd, pd,
+                   (long long)lg.run_id, (double)peak_rss_bytes() / 1048576.0);
         tw_free(pd);
     }
     fail_status = NULL;
@@ -586,6 +742,7 @@ done:
     trainer_free(t);
     trainer_free(rt);
     lora_set_free(s);
+    fullft_set_free(f);
     ckpt_close(ck);
     ds_free(ds);
     tw_chat_template_free(tpl);
@@ -599,6 +756,8 @@ done:
     tw_free(cfg);
     tw_free(ck_path);
     tw_free(name);
+    tw_free(rc_path);
+    tw_free(rc_key);
     if (rc != CLI_OK && n_ranks > 1) comm_abort(cc, rc); /* the other ranks must not wait */
     comm_finalize(cc);
     return rc;
