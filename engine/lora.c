@@ -210,8 +210,9 @@ static tw_status config_from_json(const tw_json *obj, const char *what, int gpt2
                 unsigned g = s ? gpt2_target_lookup(s) : 0;
                 if (!g)
                     return tw_error(TW_ERR_FORMAT,
-                                    "%s: field 'target_modules': '%.40s' is not a GPT-2 module "
-                                    "twin adapts (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)",
+                                    "%s: field 'target_modules': '%.40s' is not a module of gpt2 "
+                                    "that twin adapts (attn.c_attn, attn.c_proj, mlp.c_fc, "
+                                    "mlp.c_proj)",
                                     what, s ? s : "(not a string)");
                 mask |= g;
                 continue;
@@ -1141,9 +1142,8 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
                       "%s: DoRA and per-module rank/alpha patterns are not supported", cfg_path);
         goto done;
     }
-    if (gpt2 && (st = gpt2_patterns(doc, cfg_path, &cattn_rank, &cattn_alpha))) goto done;
-    lora_config cfg;
-    if ((st = config_from_json(doc, cfg_path, gpt2, &cfg))) goto done;
+    /* the stored identity first: an adapter for another model is named as such, before its
+     * module names (another architecture's) are parsed */
     if (!(f = st_open(st_path))) {
         st = tw_errcode();
         goto done;
@@ -1153,6 +1153,9 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
                              n_layer_s ? atoll(n_layer_s) : 0,
                              st_metadata_get(f, "twin.base_sha256"))))
         goto done;
+    if (gpt2 && (st = gpt2_patterns(doc, cfg_path, &cattn_rank, &cattn_alpha))) goto done;
+    lora_config cfg;
+    if ((st = config_from_json(doc, cfg_path, gpt2, &cfg))) goto done;
     if (gpt2 && (cfg.targets & QKV_MASK)) {
         /* the fused c_attn: twin's block layout (twin.c_attn names its modules) or shared */
         const char *qs = st_metadata_get(f, "twin.c_attn");
