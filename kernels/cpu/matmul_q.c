@@ -224,38 +224,52 @@ AVX2 INLINE void rtile_avx2(tw_dtype t, const int NR, float *y, const tw_q8a_blo
 
 /* Column tile (batches and prefill): MR <= 8 rows of x against one weight row, each weight
  * block decoded once for the MR rows, MR accumulators in flight; the MR min chains run in the
- * lanes of one vector. xa: MR rows of nb blocks (stride nb); xst: the rows' Q8_1 sums
- * transposed, (nb, 8) (lane r of block b: row r's sum). */
+ * lanes of one vector. xa: MR rows of nb blocks (stride nb); xst, xdt: the rows' Q8_1 sums
+ * and scales transposed, (nb, 8) each (lane r of block b: row r's; 0 past the last row).
+ *
+ * The scale products dw * dx of a run of DD_RUN blocks are formed first, 8 rows in one vector
+ * multiplication per block (lane r: the same fp32 product as a scalar dw * dx_r), and stored;
+ * the block loop then broadcasts each back with a load (no ALU work). That leaves the products
+ * loop 4 vector ALU operations per row and block for Q4_1 (maddubs, madd, convert, fma) and 5
+ * for the signed types (the sign of x), instead of 5 and 6 with one multiplication per row:
+ * the loop is bound by those operations (2 vector multipliers, 4 vector pipes). */
+#define DD_RUN 16
 AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
-                            const tw_q8a_block *xa, const float *xst, const uint8_t *w,
-                            size_t bb, int64_t nb, const float *bias) {
+                            const tw_q8a_block *xa, const float *xst, const float *xdt,
+                            const uint8_t *w, size_t bb, int64_t nb, const float *bias) {
     const int sgn = !q_has_min(t);
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) acc[r] = _mm256_setzero_ps();
     __m256 sm = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = w + (size_t)b * bb;
-        __m256i wq = decode_avx2(t, blk);
-        __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
-        uint32_t u;
-        memcpy(&u, blk, 4);
-        __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u)); /* d, m */
-        __m256 dw = _mm256_broadcastss_ps(dm);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            const tw_q8a_block *xb = xa + r * nb + b;
-            __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
-            __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xq, wq) : xq);
-            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-            /* dw * dx: one multiplication per row (forming the 8 products in one vector and
-             * broadcasting them back through memory measured slower) */
-            acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw, _mm256_broadcast_ss(&xb->d)), acc[r]);
+    float dd[DD_RUN * X_GROUP] __attribute__((aligned(32))); /* (DD_RUN, 8): dw_b * dx_{r,b} */
+    for (int64_t b0 = 0; b0 < nb; b0 += DD_RUN) {
+        const int64_t b1 = b0 + DD_RUN < nb ? b0 + DD_RUN : nb;
+        for (int64_t b = b0; b < b1; b++) {
+            uint32_t u;
+            memcpy(&u, w + (size_t)b * bb, 4);
+            __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u)); /* d, m */
+            _mm256_store_ps(dd + (b - b0) * X_GROUP,
+                            _mm256_mul_ps(_mm256_broadcastss_ps(dm), _mm256_loadu_ps(xdt + b * X_GROUP)));
+            if (!sgn) {
+                __m256 mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+                sm = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xst + b * X_GROUP), sm);
+            }
         }
-        if (!sgn) {
-            __m256 mw = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-            sm = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xst + b * X_GROUP), sm);
+        for (int64_t b = b0; b < b1; b++) {
+            const uint8_t *blk = w + (size_t)b * bb;
+            const float *ddb = dd + (b - b0) * X_GROUP;
+            __m256i wq = decode_avx2(t, blk);
+            __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; r++) {
+                const tw_q8a_block *xb = xa + r * nb + b;
+                __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
+                __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xq, wq) : xq);
+                __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                acc[r] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(ddb + r), acc[r]);
+            }
         }
     }
     float s[8];
@@ -281,17 +295,17 @@ AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
         }                                                                                     \
     }                                                                                         \
     AVX2 static void name##_c(int mr, float *y, int64_t ldy, const tw_q8a_block *xa,          \
-                              const float *xst, const uint8_t *w, size_t bb, int64_t nb,      \
-                              const float *bias) {                                            \
+                              const float *xst, const float *xdt, const uint8_t *w, size_t bb, \
+                              int64_t nb, const float *bias) {                                \
         switch (mr) {                                                                         \
-        case 1: ctile_avx2(T, 1, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 2: ctile_avx2(T, 2, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 3: ctile_avx2(T, 3, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 4: ctile_avx2(T, 4, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 5: ctile_avx2(T, 5, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 6: ctile_avx2(T, 6, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        case 7: ctile_avx2(T, 7, y, ldy, xa, xst, w, bb, nb, bias); break;                    \
-        default: ctile_avx2(T, 8, y, ldy, xa, xst, w, bb, nb, bias); break;                   \
+        case 1: ctile_avx2(T, 1, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 2: ctile_avx2(T, 2, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 3: ctile_avx2(T, 3, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 4: ctile_avx2(T, 4, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 5: ctile_avx2(T, 5, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 6: ctile_avx2(T, 6, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        case 7: ctile_avx2(T, 7, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
+        default: ctile_avx2(T, 8, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                   \
         }                                                                                     \
     }
 TILES_FN(tiles_q4_0, TW_DTYPE_Q4_0)
@@ -304,7 +318,7 @@ typedef struct {
     void (*r)(int nr, float *y, const tw_q8a_block *xa, const uint8_t *w, size_t rb, size_t bb,
               int64_t nb, const float *bias);
     void (*c)(int mr, float *y, int64_t ldy, const tw_q8a_block *xa, const float *xst,
-              const uint8_t *w, size_t bb, int64_t nb, const float *bias);
+              const float *xdt, const uint8_t *w, size_t bb, int64_t nb, const float *bias);
 } tiles_fns;
 
 static tiles_fns tiles_for(tw_dtype t) {
@@ -379,10 +393,12 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
     int64_t nb = k / TW_QK8, ng = (m + X_GROUP - 1) / X_GROUP;
     size_t rb = tw_dtype_row_bytes(t, k), bb = tw_dtype_type_size(t);
     int nt = tw_threads_get();
-    /* Scratch: the activation blocks (m, k/32), and their Q8_1 sums transposed per group of
-     * X_GROUP rows (ng, k/32, X_GROUP), zero past row m. */
+    /* Scratch: the activation blocks (m, k/32), and their Q8_1 sums and scales transposed per
+     * group of X_GROUP rows, xst and xdt (ng, k/32, X_GROUP) each, zero past row m. */
+    const size_t ntr = (size_t)(ng * nb * X_GROUP);
     tw_q8a_block *xa = tw_malloc((size_t)(m * nb) * sizeof *xa);
-    float *xst = tw_malloc((size_t)(ng * nb * X_GROUP) * sizeof(float));
+    float *xst = tw_malloc(2 * ntr * sizeof(float));
+    float *xdt = xst ? xst + ntr : NULL;
     if (!xa || !xst) {
         tw_free(xa), tw_free(xst);
         return tw_error_wrap("matmul: activation blocks for %lld x %lld", (long long)m,
@@ -400,11 +416,17 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
             tw_cpu_quantize_q8a_avx2(x + i * k, xa + i * nb, k);
         else
             tw_cpu_quantize_q8a_portable(x + i * k, xa + i * nb, k);
-        float *st = xst + (i / X_GROUP) * nb * X_GROUP + i % X_GROUP;
-        for (int64_t b = 0; b < nb; b++) st[b * X_GROUP] = xa[i * nb + b].s;
+        size_t at = (size_t)((i / X_GROUP) * nb * X_GROUP + i % X_GROUP);
+        for (int64_t b = 0; b < nb; b++) {
+            xst[at + (size_t)b * X_GROUP] = xa[i * nb + b].s;
+            xdt[at + (size_t)b * X_GROUP] = xa[i * nb + b].d;
+        }
     }
     for (int64_t i = m; i < ng * X_GROUP; i++)
-        for (int64_t b = 0; b < nb; b++) xst[((i / X_GROUP) * nb + b) * X_GROUP + i % X_GROUP] = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            size_t at = (size_t)(((i / X_GROUP) * nb + b) * X_GROUP + i % X_GROUP);
+            xst[at] = 0, xdt[at] = 0;
+        }
     int64_t nchunks = (n_out + O_CHUNK - 1) / O_CHUNK;
     const uint8_t *wb = w;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nchunks > 1 && m * n_out * k >= 65536)
@@ -435,7 +457,7 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
             int mr = m - g * X_GROUP < X_GROUP ? (int)(m - g * X_GROUP) : X_GROUP;
             for (int64_t o = o0; o < o1; o++)
                 tiles.c(mr, y + g * X_GROUP * n_out + o, n_out, xa + g * X_GROUP * nb,
-                        xst + g * nb * X_GROUP, wb + (size_t)o * rb, bb, nb,
+                        xst + g * nb * X_GROUP, xdt + g * nb * X_GROUP, wb + (size_t)o * rb, bb, nb,
                         bias ? bias + o : NULL);
         }
 #endif
