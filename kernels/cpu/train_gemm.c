@@ -5,7 +5,9 @@
  *   MATMUL_DX  C = dx (m, k),     A = dy (m, n_out) read in place,  B = W (n_out, k) of any
  *              matmul type, dequantized panel by panel (KC rows x NC columns, whole blocks of
  *              the type), so a QLoRA base never exists in fp32 beyond one panel per thread;
- *   MATMUL_DW  C = dw (n_out, k), A = dy^T (packed: slivers of MR rows), B = x (m, k).
+ *   MATMUL_DW  C = dw (n_out, k), A = dy^T (packed: slivers of MR rows, unless B is a single
+ *              sliver (k <= NR: LoRA's dB, k = rank), when each A value is read once anyway
+ *              and packing it cost a third of the op), B = x (m, k).
  *
  * Loops: tasks are (MC rows x NC columns) tiles of C, spread over OpenMP threads; each task
  * walks the reduction in steps of KC, packs its B panel (KC x NC, in slivers of NR columns: the
@@ -279,7 +281,7 @@ static tw_status gemm_run(const gemm_job *g, const char *opname) {
                 int mr = (int)(i0 + mcw - i < MR ? i0 + mcw - i : MR);
                 const float *a = g->a + i * g->a_rs + p0 * g->a_ps;
                 int64_t rs = g->a_rs, ps = g->a_ps;
-                if (g->pack_a) {
+                if (g->pack_a && groups > 1) { /* one sliver of B: A is read once anyway */
                     pack_a(g, ap, i, mr, p0, kc);
                     a = ap, rs = 1, ps = MR;
                 }

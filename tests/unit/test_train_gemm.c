@@ -7,7 +7,10 @@
  *    subnormal and large fp16 scales occur;
  *  - wide column tiles, taken when A exceeds 8 MiB (xent's dh: 64 rows x a 49152 vocabulary):
  *    the same bits at 1, 2 and 3 threads (each picks another tile width), and the fp64
- *    reference within the rounding bound, for MATMUL_DX and MATMUL_DW. */
+ *    reference within the rounding bound, for MATMUL_DX and MATMUL_DW;
+ *  - MATMUL_DW with one sliver of columns (k <= 16: LoRA's dB, k = rank), where A (dy^T) is
+ *    read in place instead of packed: against the fp64 reference, both variants, and the same
+ *    bits at 1 and 3 threads. */
 #include "core.h"
 #include "cpu/cpu_kernels.h"
 #include "kernel_inputs.h"
@@ -139,9 +142,50 @@ static void test_wide_dw(void) {
     tw_free(dy), tw_free(x), tw_free(old), tw_free(ref), tw_free(y1), tw_free(y), tw_free(mag);
 }
 
+static void test_dw_one_sliver(void) {
+    const int64_t m = 300, n_out = 101, ks[] = {16, 10};
+    for (int ki = 0; ki < 2; ki++) {
+        const int64_t k = ks[ki];
+        float *dy = kin_floats(m * n_out), *x = kin_floats(m * k), *old = kin_floats(n_out * k);
+        float *ref = kin_floats(n_out * k), *y = kin_floats(n_out * k), *y3 = kin_floats(n_out * k);
+        double *mag = tw_malloc((size_t)(n_out * k) * sizeof(double));
+        TW_ASSERT(mag);
+        kin_fill(&rng, dy, m * n_out, 1.0f);
+        kin_fill(&rng, x, m * k, 1.0f);
+        kin_fill(&rng, old, n_out * k, 8.0f);
+        for (int64_t i = 0; i < n_out * k; i++) mag[i] = fabs((double)old[i]);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t o = 0; o < n_out; o++)
+                for (int64_t j = 0; j < k; j++)
+                    mag[o * k + j] += fabs((double)dy[i * n_out + o] * (double)x[i * k + j]);
+        memcpy(ref, old, (size_t)(n_out * k) * 4);
+        tw_ref_matmul_dw(ref, NULL, dy, x, m, k, n_out, 1);
+        for (int portable = 0; portable <= 1; portable++) {
+            memcpy(y, old, (size_t)(n_out * k) * 4);
+            CHECK(tw_cpu_matmul_dw_variant(y, NULL, dy, x, m, k, n_out, 1, portable) == TW_OK);
+            double e = scaled_err(y, ref, mag, n_out * k), tol = (2.0 * m + 2) * U;
+            if (!(e <= tol))
+                fprintf(stderr, "matmul_dw k %lld portable %d: err %.3g > %.3g\n", (long long)k,
+                        portable, e, tol);
+            CHECK(e <= tol);
+        }
+        int saved = tw_threads_get();
+        tw_threads_set(1);
+        memcpy(y, old, (size_t)(n_out * k) * 4);
+        CHECK(tw_cpu_matmul_dw(y, NULL, dy, x, m, k, n_out, 1) == TW_OK);
+        tw_threads_set(3);
+        memcpy(y3, old, (size_t)(n_out * k) * 4);
+        CHECK(tw_cpu_matmul_dw(y3, NULL, dy, x, m, k, n_out, 1) == TW_OK);
+        tw_threads_set(saved);
+        CHECK(memcmp(y, y3, (size_t)(n_out * k) * 4) == 0);
+        tw_free(dy), tw_free(x), tw_free(old), tw_free(ref), tw_free(y), tw_free(y3), tw_free(mag);
+    }
+}
+
 int main(void) {
     RUN(test_q32_pack_bits);
     RUN(test_wide_dx);
     RUN(test_wide_dw);
+    RUN(test_dw_one_sliver);
     TEST_DONE();
 }
