@@ -133,7 +133,7 @@ static int parse_list(const char *s, int64_t *out, int max) {
 int main(int argc, char **argv) {
     int64_t prompt = 512, ctx = 512, batch = 8, ths[8] = {1, 2};
     int n_th = 2, do_f16 = 1, do_f32 = 1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "bench_attention: %s needs a value (--help: see the file's head)\n", a);
@@ -148,7 +148,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_attention: unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     if (prompt < 1 || ctx < 1 || batch < 1 || n_th < 1 || (!do_f16 && !do_f32)) {
         fprintf(stderr, "bench_attention: --prompt, --ctx, --batch, --threads must be >= 1, --types f16 and/or f32\n");
