@@ -16,6 +16,15 @@
 
 /* ---- names and configs ---------------------------------------------------------------------- */
 
+/* A name from a file (a tensor, a module), for messages: at most n-1 bytes, control characters as '?' (a
+ * name may hold any bytes; an error stays one line). */
+static void safe_name(char *out, size_t n, const char *name, size_t len) {
+    size_t k = 0;
+    for (; k + 1 < n && k < len; k++) out[k] = (unsigned char)name[k] < 0x20 || name[k] == 0x7f ? '?' : name[k];
+    out[k] = 0;
+}
+
+
 static const char *const lora_short[LORA_N_MODULES] = {"q", "k", "v", "o", "gate", "up", "down"};
 static const char *const lora_peft[LORA_N_MODULES] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                       "gate_proj", "up_proj", "down_proj"};
@@ -206,6 +215,8 @@ static tw_status config_from_json(const tw_json *obj, const char *what, int gpt2
     } else if (tw_json_is_array(t)) {
         for (const tw_json *e = tw_json_first(t); e; e = tw_json_next(e)) {
             const char *s = tw_json_str(e);
+            char sn[48];
+            safe_name(sn, sizeof sn, s ? s : "(not a string)", s ? strlen(s) : 14);
             if (gpt2) {
                 unsigned g = s ? gpt2_target_lookup(s) : 0;
                 if (!g)
@@ -213,7 +224,7 @@ static tw_status config_from_json(const tw_json *obj, const char *what, int gpt2
                                     "%s: field 'target_modules': '%.40s' is not a module of gpt2 "
                                     "that twin adapts (attn.c_attn, attn.c_proj, mlp.c_fc, "
                                     "mlp.c_proj)",
-                                    what, s ? s : "(not a string)");
+                                    what, sn);
                 mask |= g;
                 continue;
             }
@@ -223,7 +234,7 @@ static tw_status config_from_json(const tw_json *obj, const char *what, int gpt2
                                 "%s: field 'target_modules': '%.40s' is not a module twin "
                                 "adapts (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
                                 "down_proj)",
-                                what, s ? s : "(not a string)");
+                                what, sn);
             mask |= 1u << m;
         }
     } else {
@@ -889,9 +900,12 @@ static tw_status gpt2_patterns(const tw_json *doc, const char *what, int64_t *ra
             const char *key = tw_json_key(e);
             double v = tw_json_num(e, -1);
             if (!key || gpt2_target_lookup(key) != QKV_MASK || !(v > 0) || v > 1e9 ||
-                (k == 0 && v != floor(v)))
-                return tw_error(TW_ERR_UNSUPPORTED, "%s: %s entry '%.40s': only a positive value "
-                                "for c_attn is supported", what, keys[k], key ? key : "?");
+                (k == 0 && v != floor(v))) {
+                char kn[48];
+                safe_name(kn, sizeof kn, key ? key : "?", key ? strlen(key) : 1);
+                return tw_error(TW_ERR_UNSUPPORTED, "%s: %s entry '%s': only a positive value "
+                                "for c_attn is supported", what, keys[k], kn);
+            }
             if (k == 0) *rank = (int64_t)v;
             else *alpha = v;
         }
@@ -1162,8 +1176,10 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
         if (qs) {
             unsigned qm = qkv_list_parse(qs);
             if (!qm) {
-                st = tw_error(TW_ERR_FORMAT, "%s: metadata twin.c_attn '%.16s': expected q,k,v "
-                              "or a subset in that order", st_path, qs);
+                char qn[24];
+                safe_name(qn, sizeof qn, qs, strlen(qs));
+                st = tw_error(TW_ERR_FORMAT, "%s: metadata twin.c_attn '%s': expected q,k,v "
+                              "or a subset in that order", st_path, qn);
                 goto done;
             }
             cfg.targets = (cfg.targets & ~QKV_MASK) | qm;
@@ -1217,63 +1233,65 @@ static tw_status load_peft(tw_backend *be, const char *dir, const lora_base *bas
     }
     for (uint64_t t = 0; !st && t < st_n_tensors(f); t++) {
         const st_tensor *ti = st_tensor_at(f, t);
+        char tname[128];
+        safe_name(tname, sizeof tname, ti->name, strlen(ti->name));
         int32_t layer;
         int m;
         char ab;
         if (gpt2 ? peft_parse_name_gpt2(ti->name, &layer, &m, &ab)
                  : peft_parse_name(ti->name, &layer, &m, &ab)) {
             st = tw_error(TW_ERR_FORMAT,
-                          "%s: tensor '%.120s' is not a LoRA A/B of a module twin adapts",
-                          st_path, ti->name);
+                          "%s: tensor '%s' is not a LoRA A/B of a module twin adapts",
+                          st_path, tname);
             break;
         }
         if (layer >= base->n_layer) {
             st = tw_error(TW_ERR_RUNTIME,
-                          "%s: tensor '%.120s' is for layer %d, the base model has %d layers",
-                          st_path, ti->name, (int)layer, (int)base->n_layer);
+                          "%s: tensor '%s' is for layer %d, the base model has %d layers",
+                          st_path, tname, (int)layer, (int)base->n_layer);
             break;
         }
         int64_t rows = ti->n_dims == 2 ? ti->shape[0] : -1, cols = ti->n_dims == 2 ? ti->shape[1] : -1;
         if (m == LORA_N_MODULES) { /* gpt2's fused c_attn: A (R, d), B (3d, R) */
             if (!(cfg.targets & QKV_MASK)) {
-                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s': c_attn is not in "
-                              "target_modules", st_path, ti->name);
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s': c_attn is not in "
+                              "target_modules", st_path, tname);
                 break;
             }
-            if ((st = check_shape(st_path, ti->name, rows, cols, ab == 'A' ? R : 3 * d,
+            if ((st = check_shape(st_path, tname, rows, cols, ab == 'A' ? R : 3 * d,
                                   ab == 'A' ? d : R)))
                 break;
             if (fseen[layer * 2 + (ab == 'B')]) {
-                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s' twice", st_path, ti->name);
+                st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' twice", st_path, tname);
                 break;
             }
             fseen[layer * 2 + (ab == 'B')] = 1;
             float *dst = fused + (size_t)layer * (size_t)(R * d + 3 * d * R) +
                          (ab == 'B' ? (size_t)(R * d) : 0);
             if ((st = st_tensor_to_f32(ti, dst))) break;
-            if ((st = check_finite(st_path, ti->name, dst, rows * cols))) break;
+            if ((st = check_finite(st_path, tname, dst, rows * cols))) break;
             continue;
         }
         const lora_adapter *a = lora_set_find(s, layer, (lora_module)m);
         if (!a) {
-            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s': module %s is not in target_modules",
-                          st_path, ti->name, gpt2 ? gpt2_peft_path[m] : lora_peft[m]);
+            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s': module %s is not in target_modules",
+                          st_path, tname, gpt2 ? gpt2_peft_path[m] : lora_peft[m]);
             break;
         }
         if (ab == 'A')
-            st = check_shape(st_path, ti->name, rows, cols, a->rank, a->in);
+            st = check_shape(st_path, tname, rows, cols, a->rank, a->in);
         else
-            st = check_shape(st_path, ti->name, rows, cols, a->out, a->rank);
+            st = check_shape(st_path, tname, rows, cols, a->out, a->rank);
         if (st) break;
         size_t k = (size_t)(a - s->ad) * 2 + (ab == 'B');
         if (seen[k]) {
-            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.120s' twice", st_path, ti->name);
+            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' twice", st_path, tname);
             break;
         }
         seen[k] = 1;
         float *dst = ab == 'A' ? host + a->a_off : tmp;
         if ((st = st_tensor_to_f32(ti, dst))) break;
-        if ((st = check_finite(st_path, ti->name, dst, rows * cols))) break;
+        if ((st = check_finite(st_path, tname, dst, rows * cols))) break;
         if (ab == 'B') b_from_file(s, a, tmp, host + a->b_off, 0);
     }
     for (int32_t l = 0; !st && gpt2 && (cfg.targets & QKV_MASK) && l < base->n_layer; l++) {
@@ -1497,8 +1515,10 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
         int m;
         char ab;
         if (gguf_parse_name(ti->name, gpt2, &layer, &m, &ab)) {
-            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%.*s' is not a LoRA a/b of a module twin adapts",
-                          path, (int)(ti->name.len > 80 ? 80 : ti->name.len), ti->name.ptr);
+            char tn[84];
+            safe_name(tn, sizeof tn, ti->name.ptr, ti->name.len);
+            st = tw_error(TW_ERR_FORMAT, "%s: tensor '%s' is not a LoRA a/b of a module twin adapts",
+                          path, tn);
             goto done;
         }
         int64_t r = ab == 'a' ? ti->ne[1] : ti->ne[0];
@@ -1536,8 +1556,10 @@ static tw_status load_gguf(tw_backend *be, const char *path, const lora_base *ba
             unsigned qm = qkv_list_parse(qs);
             lora_module mods[3];
             if (!qm) {
+                char qn[24];
+                safe_name(qn, sizeof qn, qs, strlen(qs));
                 st = tw_error(TW_ERR_FORMAT, "%s: twin.lora.qkv '%s': expected q,k,v or a subset "
-                              "in that order", path, qs);
+                              "in that order", path, qn);
                 goto done;
             }
             cfg.targets = (cfg.targets & ~QKV_MASK) | qm;
