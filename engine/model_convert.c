@@ -57,15 +57,35 @@ static tw_weight *weight_at(tw_model *m, int i) {
     return &m->layers[i / (TW_W_COUNT - TW_W_LAYER_FIRST)].w[i % (TW_W_COUNT - TW_W_LAYER_FIRST)];
 }
 
+/* The layer (-1: a global weight) and the role of weight i. */
+static int layer_of(int i) {
+    return i < TW_W_LAYER_FIRST ? -1 : (i - TW_W_LAYER_FIRST) / (TW_W_COUNT - TW_W_LAYER_FIRST);
+}
+static tw_wrole role_of(int i) {
+    if (i < TW_W_LAYER_FIRST) return (tw_wrole)i;
+    return (tw_wrole)((i - TW_W_LAYER_FIRST) % (TW_W_COUNT - TW_W_LAYER_FIRST) + TW_W_LAYER_FIRST);
+}
+
 /* 1 when weight i is one of the seven projections to convert to `to`. */
 static int converts(tw_model *m, int i, tw_dtype to) {
     if (i < TW_W_LAYER_FIRST) return 0;
-    int r = (i - TW_W_LAYER_FIRST) % (TW_W_COUNT - TW_W_LAYER_FIRST) + TW_W_LAYER_FIRST;
+    tw_wrole r = role_of(i);
     const tw_weight *w = weight_at(m, i);
     if (!w->ref.buf || w->type == to) return 0;
     for (int j = 0; j < 7; j++)
-        if (proj_roles[j] == (tw_wrole)r) return 1;
+        if (proj_roles[j] == r) return 1;
     return 0;
+}
+
+/* The first weight (index <= i) that is kept and views the same owned bytes as kept weight i. */
+static int owned_first(tw_model *m, int i, tw_dtype to) {
+    const tw_weight *w = weight_at(m, i);
+    for (int j = 0; j < i; j++) {
+        const tw_weight *v = weight_at(m, j);
+        if (v->ref.buf == m->owned && v->ref.offset == w->ref.offset && !converts(m, j, to))
+            return j;
+    }
+    return i;
 }
 
 /* The host address of a weight that is a view of the GGUF mapping; NULL otherwise. */
@@ -122,17 +142,17 @@ tw_status tw_model_proj_convert(tw_model *m, tw_dtype to) {
     for (int i = 0; i < nw; i++) {
         tw_weight *w = weight_at(m, i);
         if (!w->ref.buf) continue;
-        int l = i < TW_W_LAYER_FIRST ? -1 : (i - TW_W_LAYER_FIRST) / (TW_W_COUNT - TW_W_LAYER_FIRST);
-        int r = i < TW_W_LAYER_FIRST ? i : (i - TW_W_LAYER_FIRST) % (TW_W_COUNT - TW_W_LAYER_FIRST) +
-                                               TW_W_LAYER_FIRST;
+        int l = layer_of(i);
+        tw_wrole r = role_of(i);
         if (r == TW_W_QKV)
             return tw_error(TW_ERR_UNSUPPORTED, "%s: layer %d has a fused q/k/v matrix (%s); "
                             "only separate projections are converted", m->path, l, m->arch->name);
         if (!converts(m, i, to)) {
-            if (w->ref.buf == m->owned) new_bytes += align256(weight_size(w));
+            if (w->ref.buf == m->owned && owned_first(m, i, to) == i)
+                new_bytes += align256(weight_size(w));
             continue;
         }
-        snprintf(name, sizeof name, "blk.%d.%s", l, role_name((tw_wrole)r));
+        snprintf(name, sizeof name, "blk.%d.%s", l, role_name(r));
         if (w->type != TW_DTYPE_NF4 && !tw_dtype_can_dequantize(w->type))
             return tw_error(TW_ERR_UNSUPPORTED, "%s: %s: type %s cannot be converted", m->path,
                             name, tw_dtype_name(w->type) ? tw_dtype_name(w->type) : "?");
@@ -175,14 +195,9 @@ tw_status tw_model_proj_convert(tw_model *m, tw_dtype to) {
             if (w->ref.buf != m->owned) continue;
             /* a weight of the old owned buffer: its bytes move (a second view of the same
              * bytes, such as a tied head, follows the first) */
-            int dup = -1;
-            for (int j = 0; j < i && dup < 0; j++) {
-                const tw_weight *v = weight_at(m, j);
-                if (v->ref.buf == m->owned && v->ref.offset == w->ref.offset && !converts(m, j, to))
-                    dup = j;
-            }
-            if (dup >= 0) {
-                new_off[i] = new_off[dup];
+            int first = owned_first(m, i, to);
+            if (first != i) {
+                new_off[i] = new_off[first];
                 continue;
             }
             size_t n = weight_size(w);
@@ -193,10 +208,7 @@ tw_status tw_model_proj_convert(tw_model *m, tw_dtype to) {
             off += align256(n);
             continue;
         }
-        int l = (i - TW_W_LAYER_FIRST) / (TW_W_COUNT - TW_W_LAYER_FIRST);
-        snprintf(name, sizeof name, "blk.%d.%s",
-                 l, role_name((tw_wrole)((i - TW_W_LAYER_FIRST) % (TW_W_COUNT - TW_W_LAYER_FIRST) +
-                                         TW_W_LAYER_FIRST)));
+        snprintf(name, sizeof name, "blk.%d.%s", layer_of(i), role_name(role_of(i)));
         if ((st = weight_to_f32(m, w, name, src, weight_size(w), f)) != TW_OK) break;
         /* its file pages are not needed any more (the model stays usable if a later step
          * fails: a page given back is read again on its next touch), so the process never

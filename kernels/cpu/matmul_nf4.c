@@ -8,13 +8,15 @@
  * hundreds of rows of x per weight, so dequantizing a chunk of W once per call costs about
  * 1/m of the multiply-adds (m = 512: 0.2 %), and the results then carry exactly the bits of the
  * F32 path on the dequantized matrix, which is what the tests and the QLoRA gradients are
- * checked against. A chunk is at most 256 rows of W in fp32 per call (1.5 MiB at k = 1536),
- * never the whole matrix. One-token products (inference on an NF4 base) pay the dequantization
- * per call; nothing serves NF4 inference today. */
+ * checked against. The forward dequantizes 24 rows of W per work item into the thread's
+ * scratch; dx dequantizes the packed GEMM's panels (KC rows x NC columns) as it packs them:
+ * never the whole matrix. One-token products (inference on an NF4 base) pay the
+ * dequantization per call; nothing serves NF4 inference today. */
 #include "cpu_kernels.h"
 #include "nf4_kernels.h"
 
 #include <inttypes.h>
+#include <omp.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -149,64 +151,60 @@ void tw_cpu_nf4_dequantize_rows(const void *w, int64_t k, int64_t n_out, int64_t
         }
 }
 
-/* Rows [r0, r0 + nr) into out (nr, k), the rows split over the OpenMP team when there are
- * enough of them (each row is written by one thread: the same bits for any count). */
-static void dequantize_par(const void *w, int64_t k, int64_t n_out, int64_t r0, int64_t nr,
-                           float *out, int force_portable) {
-    const int64_t step = 16;
-    int64_t n_tasks = (nr + step - 1) / step;
-#pragma omp parallel for schedule(static) num_threads(tw_threads_get()) if (n_tasks > 1 && nr * k >= 65536)
-    for (int64_t t = 0; t < n_tasks; t++) {
-        int64_t a = t * step, c = nr - a < step ? nr - a : step;
-        tw_cpu_nf4_dequantize_rows(w, k, n_out, r0 + a, c, out + a * k, force_portable);
-    }
+void tw_cpu_nf4_dequantize_cols(const void *w, int64_t k, int64_t n_out, int64_t r, int64_t j0,
+                                int64_t nc, float *out, int force_portable) {
+    nf4_view v = view_of(w, k, n_out);
+    void (*blk)(const uint8_t *, float, float *) = block_portable;
+#ifdef TW_X86
+    if (!force_portable && tw_cpu_has_avx2_fma()) blk = block_avx2;
+#else
+    (void)force_portable;
+#endif
+    TW_ASSERT(j0 % TW_NF4_BLOCK == 0 && nc % TW_NF4_BLOCK == 0 && j0 + nc <= k);
+    const int64_t b0 = (r * k + j0) / TW_NF4_BLOCK;
+    for (int64_t j = 0; j < nc / TW_NF4_BLOCK; j++)
+        blk(v.codes + (b0 + j) * (TW_NF4_BLOCK / 2), block_absmax(&v, b0 + j),
+            out + j * TW_NF4_BLOCK);
 }
 
 /* ---- the products ------------------------------------------------------------------------ */
 
-#define FWD_ROWS 192 /* W rows per forward chunk: 8 work items of matmul_f's 24 rows */
-#define DX_ROWS 256  /* W rows per dx chunk: one KC step of train_gemm.c */
+/* W rows per forward work item: matmul_f.c's own chunk (O_CHUNK), so that the F32 kernel runs
+ * each item on the calling thread without a team of its own. Why one OpenMP region per call
+ * with the dequantization inside it: GNU OpenMP's idle workers spin between regions, and a
+ * region per chunk (plus serial dequantization between them) cost twice the CPU time of the
+ * F32 op with 2 threads on a busy machine. */
+#define FWD_ROWS 24
 
 tw_status tw_cpu_matmul_nf4(float *y, const float *x, const void *w, const float *bias,
                             int64_t m, int64_t k, int64_t n_out, int force_portable) {
-    int64_t ch = n_out < FWD_ROWS ? n_out : FWD_ROWS;
-    float *wf = tw_malloc((size_t)(ch * k) * sizeof(float)); /* (ch, k) */
-    float *yt = tw_malloc((size_t)(m * ch) * sizeof(float)); /* (m, ch) */
-    if (!wf || !yt) {
-        tw_free(wf), tw_free(yt);
-        return tw_error_wrap("matmul (nf4): scratch for %" PRId64 " rows of %" PRId64, ch, k);
-    }
-    tw_status st = TW_OK;
-    for (int64_t o0 = 0; o0 < n_out && st == TW_OK; o0 += ch) {
-        int64_t nr = n_out - o0 < ch ? n_out - o0 : ch;
-        dequantize_par(w, k, n_out, o0, nr, wf, force_portable);
-        st = tw_cpu_matmul_f(yt, x, wf, TW_DTYPE_F32, bias ? bias + o0 : NULL, m, k, nr,
-                             force_portable);
-        for (int64_t i = 0; i < m && st == TW_OK; i++)
+    const int64_t tasks = (n_out + FWD_ROWS - 1) / FWD_ROWS;
+    int nt = tw_threads_get();
+    if (nt > tasks) nt = (int)tasks;
+    const size_t per = (size_t)(FWD_ROWS * k + m * FWD_ROWS); /* wf (24, k), yt (m, 24) */
+    float *scratch = tw_malloc((size_t)nt * per * sizeof(float));
+    if (!scratch)
+        return tw_error_wrap("matmul (nf4): scratch for %d x %" PRId64 " rows of %" PRId64, nt,
+                             (int64_t)FWD_ROWS, k);
+    const int par = nt > 1 && (double)m * (double)n_out * (double)k >= 65536.0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
+    for (int64_t t = 0; t < tasks; t++) {
+        float *wf = scratch + (size_t)omp_get_thread_num() * per, *yt = wf + FWD_ROWS * k;
+        int64_t o0 = t * FWD_ROWS, nr = n_out - o0 < FWD_ROWS ? n_out - o0 : FWD_ROWS;
+        tw_cpu_nf4_dequantize_rows(w, k, n_out, o0, nr, wf, force_portable);
+        /* one chunk of matmul_f: no scratch, cannot fail */
+        TW_ASSERT(tw_cpu_matmul_f(yt, x, wf, TW_DTYPE_F32, bias ? bias + o0 : NULL, m, k, nr,
+                                  force_portable) == TW_OK);
+        for (int64_t i = 0; i < m; i++)
             memcpy(y + i * n_out + o0, yt + i * nr, (size_t)nr * sizeof(float));
     }
-    tw_free(wf), tw_free(yt);
-    return st;
+    tw_free(scratch);
+    return TW_OK;
 }
 
 tw_status tw_cpu_matmul_dx_nf4(float *dx, const float *dy, const void *w, int64_t m, int64_t k,
                                int64_t n_out, int accumulate, int force_portable) {
-    int64_t ch = n_out < DX_ROWS ? n_out : DX_ROWS;
-    float *wf = tw_malloc((size_t)(ch * k) * sizeof(float));  /* (ch, k) */
-    float *dyt = tw_malloc((size_t)(m * ch) * sizeof(float)); /* (m, ch) */
-    if (!wf || !dyt) {
-        tw_free(wf), tw_free(dyt);
-        return tw_error_wrap("matmul_dx (nf4): scratch for %" PRId64 " rows of %" PRId64, ch, k);
-    }
-    tw_status st = TW_OK;
-    for (int64_t p0 = 0; p0 < n_out && st == TW_OK; p0 += ch) {
-        int64_t nr = n_out - p0 < ch ? n_out - p0 : ch;
-        dequantize_par(w, k, n_out, p0, nr, wf, force_portable);
-        for (int64_t i = 0; i < m; i++)
-            memcpy(dyt + i * nr, dy + i * n_out + p0, (size_t)nr * sizeof(float));
-        st = tw_cpu_matmul_dx_variant(dx, dyt, wf, TW_DTYPE_F32, m, k, nr, accumulate || p0 > 0,
-                                      force_portable);
-    }
-    tw_free(wf), tw_free(dyt);
-    return st;
+    /* the packed GEMM dequantizes its panels of W with tw_cpu_nf4_dequantize_cols */
+    return tw_cpu_matmul_dx_variant(dx, dy, w, TW_DTYPE_NF4, m, k, n_out, accumulate,
+                                    force_portable);
 }

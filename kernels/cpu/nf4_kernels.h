@@ -20,20 +20,25 @@
 void tw_cpu_nf4_dequantize_rows(const void *w, int64_t k, int64_t n_out, int64_t r0, int64_t nr,
                                 float *out, int force_portable);
 
+/* Columns [j0, j0 + nc) of row r of w as fp32: out (nc); j0 and nc multiples of 64 (asserted).
+ * The same values as tw_cpu_nf4_dequantize_rows; for the packed GEMM's panels (train_gemm.c). */
+void tw_cpu_nf4_dequantize_cols(const void *w, int64_t k, int64_t n_out, int64_t r, int64_t j0,
+                                int64_t nc, float *out, int force_portable);
+
 /* y = x . dequantize(W)^T (+ bias).   x: (m, k), w: (n_out, k) NF4, bias: (n_out) or NULL,
- * y: (m, n_out). Chunks of output rows of W are dequantized (never the whole matrix) and
+ * y: (m, n_out). Chunks of 24 output rows of W are dequantized (never the whole matrix) and
  * multiplied by the F32 kernel of matmul_f.c, so y has exactly the bits of tw_cpu_matmul with
  * the F32 matrix that nf4_dequantize gives (same arithmetic per output; batch-invariant and
  * thread-count-invariant as that kernel). force_portable: its portable C variant.
- * TW_ERR_NOMEM for the scratch (one chunk of W in fp32 and one of y). */
+ * TW_ERR_NOMEM for the scratch (per thread one chunk of W in fp32 and one of y). */
 tw_status tw_cpu_matmul_nf4(float *y, const float *x, const void *w, const float *bias,
                             int64_t m, int64_t k, int64_t n_out, int force_portable);
 
-/* dx (+)= dy . dequantize(W).   dy: (m, n_out), w: (n_out, k) NF4, dx: (m, k). The reduction
- * over n_out runs in chunks of 256 rows of W, each dequantized and fed with its columns of dy
- * to the packed GEMM of train_gemm.c (F32, accumulating from the second chunk on): each dx
- * element is the same chain of fp32 fused multiply-adds as tw_cpu_matmul_dx_variant with the
- * dequantized F32 matrix, so the bits are equal to it. TW_ERR_NOMEM for the scratch. */
+/* dx (+)= dy . dequantize(W).   dy: (m, n_out), w: (n_out, k) NF4, dx: (m, k). The packed
+ * GEMM of train_gemm.c (tw_cpu_matmul_dx_variant with TW_DTYPE_NF4), whose B panels are
+ * dequantized as they are packed: each dx element is the same chain of fp32 fused
+ * multiply-adds as with the dequantized F32 matrix, so the bits are equal to it.
+ * TW_ERR_NOMEM for the GEMM's scratch. */
 tw_status tw_cpu_matmul_dx_nf4(float *dx, const float *dy, const void *w, int64_t m, int64_t k,
                                int64_t n_out, int accumulate, int force_portable);
 

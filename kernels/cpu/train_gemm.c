@@ -27,6 +27,7 @@
  * Zero padding: B panels are padded with zero columns to a multiple of NR, and the packed A
  * slivers of DW with zero rows to MR; padded lanes are computed but never stored. */
 #include "cpu_kernels.h"
+#include "nf4_kernels.h"
 
 #include <omp.h>
 #include <string.h>
@@ -156,6 +157,8 @@ static void pack_b(const gemm_job *g, float *bp, int64_t p0, int64_t kc, int64_t
         const float *r = row;
         if (g->bt == TW_DTYPE_F32)
             r = (const float *)src + j0;
+        else if (g->bt == TW_DTYPE_NF4) /* one layout for the matrix, no row stride */
+            tw_cpu_nf4_dequantize_cols(g->b, g->N, g->P, p0 + p, j0, nc, row, !g->avx2);
         else
             TW_ASSERT(tw_dequantize_row(g->bt, src + (size_t)(j0 / bs) * ts, row, nc) == TW_OK);
         for (int64_t q = 0; q < groups; q++) {
@@ -331,7 +334,7 @@ tw_status tw_cpu_matmul_dx_variant(float *dx, const float *dy, const void *w, tw
                                    int force_portable) {
     /* A = dy in place; all of dx's rows in one tile (each W panel is dequantized once per
      * call), columns in tiles of whole weight blocks. */
-    int64_t bs = tw_dtype_block_size(wt);
+    int64_t bs = wt == TW_DTYPE_NF4 ? TW_NF4_BLOCK : tw_dtype_block_size(wt);
     TW_ASSERT(bs >= 1 && bs <= NC_MAX && k % bs == 0);
     gemm_job g = {.c = dx, .ldc = k, .M = m, .N = k, .P = n_out, .accumulate = accumulate,
                   .a = dy, .a_rs = n_out, .a_ps = 1, .pack_a = 0,
