@@ -1,6 +1,6 @@
 /* test_kernels_nf4.c: NF4 weights in the op table (kernels.h, TW_DTYPE_NF4):
  *   - the layout's sizes and refusals; nf4_tensor_pack's refusals;
- *   - the dequantizer (portable and AVX2, whole and partial row ranges) has the bits of
+ *   - the dequantizer (portable and AVX2, row ranges, a column range) has the bits of
  *     nf4_dequantize (engine/nf4.c, itself checked against bitsandbytes' numbers), and so has
  *     the reference's own reading of the layout (one-hot rows of x pick single weights);
  *   - TW_OP_MATMUL and TW_OP_MATMUL_DX kernels against their fp64 references, odd sizes, a
@@ -94,6 +94,8 @@ static void test_dequantize_bits(void) {
         CHECK(memcmp(out, wf, (size_t)(n_out * k) * 4) == 0);
         tw_cpu_nf4_dequantize_rows(wq, k, n_out, 85, 3, out, portable); /* rows 85..87 */
         CHECK(memcmp(out, wf + 85 * k, (size_t)(3 * k) * 4) == 0);
+        tw_cpu_nf4_dequantize_cols(wq, k, n_out, 86, 64, 128, out, portable); /* row 86, 64.. */
+        CHECK(memcmp(out, wf + 86 * k + 64, 128 * 4) == 0);
     }
     /* the reference reads the layout on its own: a one-hot x row picks W[o, j] exactly */
     const int64_t m = 5;
