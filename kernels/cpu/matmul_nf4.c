@@ -9,9 +9,9 @@
  * products (m = 512, one thread: 0.3-2 ns per weight against about 14 ns of multiply-adds per
  * weight at 75 GFLOP/s; measured within noise of the F32 op), and the results carry exactly
  * the bits of the F32 path on the dequantized matrix, which is what the tests and the QLoRA
- * gradients are checked against. The forward dequantizes 24 rows of W per work item into the thread's
- * scratch; dx dequantizes the packed GEMM's panels (KC rows x NC columns) as it packs them:
- * never the whole matrix. One-token products (inference on an NF4 base) pay the
+ * gradients are checked against. The forward dequantizes 24 rows of W per work item into the
+ * thread's scratch; dx dequantizes the packed GEMM's panels (KC rows x NC columns) as it packs
+ * them: never the whole matrix. One-token products (inference on an NF4 base) pay the
  * dequantization per call; nothing serves NF4 inference today. */
 #include "cpu_kernels.h"
 #include "nf4_kernels.h"
