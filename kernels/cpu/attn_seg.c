@@ -19,8 +19,13 @@
  * across threads): pass 1, one task per (segment, key chunk of KC rows, kv head), walks every
  * query that sees its keys, over all the heads of the group (grouped-query heads sum here),
  * and owns dK, dV of its rows; it works in the transposed orientation (S^T = K Q^T) so that
- * P^T and dS^T come out row by row. Pass 2, one task per (segment, query chunk, head), owns
- * dQ of its rows and recomputes P and dS for them.
+ * P^T and dS^T come out row by row, and keeps dS^T (per head, a block of len x len per
+ * segment) while that fits DS_KEEP_MAX. Pass 2, one task per (segment, query chunk, head), owns
+ * dQ of its rows: dQ = scale dS K from the kept dS^T, or, for long segments, recomputing P and
+ * dS for them (two more products and the exponentials: 1.45x the backward's time at 512
+ * tokens). Both give the same bits: every S, P, dP and dS element is the same chain of fp32
+ * operations in either orientation (fma(a, b, c) = fma(b, a, c)), and dQ sums them in the same
+ * order (tests/unit/test_attn_seg_keep.c).
  *
  * Determinism: the tasks, and the order of every sum inside a task, do not depend on the
  * thread count or on which thread runs a task, so results have the same bits for any number of
@@ -44,9 +49,13 @@
 enum {
     QC = 64,  /* query rows per forward / dQ task */
     BK = 128, /* keys per tile */
-    KC = 64,  /* key rows per dK/dV task */
+    KC = 64,  /* key rows per dK/dV task (= QC: with dS kept, the dQ task of query chunk r0
+               * reads keys from chunks that start at or before r0, whose pass-1 tasks wrote
+               * every query from their own start on) */
     BQ = 128, /* queries per tile of the dK/dV pass */
 };
+#define DS_KEEP_MAX (64.0 * 1048576.0) /* bytes of dS^T the backward keeps (512 tokens, 9 heads:
+                                         * 9.7 MB; one 2048-token segment: 152 MB, recomputed) */
 
 /* The four primitives the tiles are made of; one set per variant. */
 typedef struct {
@@ -54,9 +63,10 @@ typedef struct {
      * bt: (D, nc) ld ldb; nc a multiple of 8. */
     void (*abt)(float *c, int64_t ldc, const float *a, int64_t lda, const float *bt, int64_t ldb,
                 int64_t R, int64_t nc, int64_t D, float alpha);
-    /* c[r,:] += sum_{j<J} w[r,j] m[j,:]   c: (R, D) ld ldc; w: (R, J) ld ldw; m: (J, D) ld ldm. */
-    void (*acc)(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m, int64_t ldm,
-                int64_t R, int64_t J, int64_t D);
+    /* c[r,:] += sum_{j<J} w[r ldw + j wj] m[j,:]   c: (R, D) ld ldc; w: (R, J) with row stride
+     * ldw and column stride wj (1, or the row stride of a transposed w); m: (J, D) ld ldm. */
+    void (*acc)(float *c, int64_t ldc, const float *w, int64_t ldw, int64_t wj, const float *m,
+                int64_t ldm, int64_t R, int64_t J, int64_t D);
     /* max of x[lo, hi), hi > lo. */
     float (*rmax)(const float *x, int64_t lo, int64_t hi);
     /* y[i] = e^(x[i] - (subv ? subv[i] : subs)) for lo <= i < hi, 0 for the other i < n (n a
@@ -86,12 +96,12 @@ static void abt_portable(float *c, int64_t ldc, const float *a, int64_t lda, con
     }
 }
 
-static void acc_portable(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
-                         int64_t ldm, int64_t R, int64_t J, int64_t D) {
+static void acc_portable(float *c, int64_t ldc, const float *w, int64_t ldw, int64_t wj,
+                         const float *m, int64_t ldm, int64_t R, int64_t J, int64_t D) {
     for (int64_t r = 0; r < R; r++) {
         float *cr = c + r * ldc;
         for (int64_t j = 0; j < J; j++) {
-            float wv = w[r * ldw + j];
+            float wv = w[r * ldw + j * wj];
             const float *mr = m + j * ldm;
             for (int64_t d = 0; d < D; d++) cr[d] += wv * mr[d];
         }
@@ -186,77 +196,15 @@ TW_AVX2 static void abt_avx2(float *c, int64_t ldc, const float *a, int64_t lda,
     }
 }
 
-/* Four rows of acc: c0..c3 += sum_j w0..w3[j] m[j,:]. Written out, not looped over rows, so
- * that the eight accumulators stay in registers. */
-TW_AVX2 static void acc_rows4(float *c0, float *c1, float *c2, float *c3, const float *w0,
-                              const float *w1, const float *w2, const float *w3, const float *m,
-                              int64_t ldm, int64_t J, int64_t D) {
-    int64_t d = 0;
-    for (; d + 16 <= D; d += 16) {
-        __m256 a0 = _mm256_loadu_ps(c0 + d), b0 = _mm256_loadu_ps(c0 + d + 8);
-        __m256 a1 = _mm256_loadu_ps(c1 + d), b1 = _mm256_loadu_ps(c1 + d + 8);
-        __m256 a2 = _mm256_loadu_ps(c2 + d), b2 = _mm256_loadu_ps(c2 + d + 8);
-        __m256 a3 = _mm256_loadu_ps(c3 + d), b3 = _mm256_loadu_ps(c3 + d + 8);
-        const float *mr = m + d;
-        for (int64_t j = 0; j < J; j++, mr += ldm) {
-            __m256 m0 = _mm256_loadu_ps(mr), m1 = _mm256_loadu_ps(mr + 8);
-            __m256 x = _mm256_broadcast_ss(w0 + j);
-            a0 = _mm256_fmadd_ps(x, m0, a0);
-            b0 = _mm256_fmadd_ps(x, m1, b0);
-            x = _mm256_broadcast_ss(w1 + j);
-            a1 = _mm256_fmadd_ps(x, m0, a1);
-            b1 = _mm256_fmadd_ps(x, m1, b1);
-            x = _mm256_broadcast_ss(w2 + j);
-            a2 = _mm256_fmadd_ps(x, m0, a2);
-            b2 = _mm256_fmadd_ps(x, m1, b2);
-            x = _mm256_broadcast_ss(w3 + j);
-            a3 = _mm256_fmadd_ps(x, m0, a3);
-            b3 = _mm256_fmadd_ps(x, m1, b3);
-        }
-        _mm256_storeu_ps(c0 + d, a0);
-        _mm256_storeu_ps(c0 + d + 8, b0);
-        _mm256_storeu_ps(c1 + d, a1);
-        _mm256_storeu_ps(c1 + d + 8, b1);
-        _mm256_storeu_ps(c2 + d, a2);
-        _mm256_storeu_ps(c2 + d + 8, b2);
-        _mm256_storeu_ps(c3 + d, a3);
-        _mm256_storeu_ps(c3 + d + 8, b3);
-    }
-    for (; d + 8 <= D; d += 8) {
-        __m256 a0 = _mm256_loadu_ps(c0 + d), a1 = _mm256_loadu_ps(c1 + d);
-        __m256 a2 = _mm256_loadu_ps(c2 + d), a3 = _mm256_loadu_ps(c3 + d);
-        const float *mr = m + d;
-        for (int64_t j = 0; j < J; j++, mr += ldm) {
-            __m256 m0 = _mm256_loadu_ps(mr);
-            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + j), m0, a0);
-            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w1 + j), m0, a1);
-            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w2 + j), m0, a2);
-            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w3 + j), m0, a3);
-        }
-        _mm256_storeu_ps(c0 + d, a0);
-        _mm256_storeu_ps(c1 + d, a1);
-        _mm256_storeu_ps(c2 + d, a2);
-        _mm256_storeu_ps(c3 + d, a3);
-    }
-    float *cr[4] = {c0, c1, c2, c3};
-    const float *wr[4] = {w0, w1, w2, w3};
-    for (; d < D; d++)
-        for (int q = 0; q < 4; q++) {
-            float s = cr[q][d];
-            for (int64_t j = 0; j < J; j++) s = fmaf(wr[q][j], m[j * ldm + d], s);
-            cr[q][d] = s;
-        }
-}
-
-/* One row of acc: c0 += sum_j w0[j] m[j,:]. */
-TW_AVX2 static void acc_rows1(float *c0, const float *w0, const float *m, int64_t ldm, int64_t J,
-                              int64_t D) {
+/* One row of acc: c0 += sum_j w0[j wj] m[j,:]. */
+TW_AVX2 static void acc_rows1(float *c0, const float *w0, int64_t wj, const float *m, int64_t ldm,
+                              int64_t J, int64_t D) {
     int64_t d = 0;
     for (; d + 16 <= D; d += 16) {
         __m256 a0 = _mm256_loadu_ps(c0 + d), b0 = _mm256_loadu_ps(c0 + d + 8);
         const float *mr = m + d;
         for (int64_t j = 0; j < J; j++, mr += ldm) {
-            __m256 x = _mm256_broadcast_ss(w0 + j);
+            __m256 x = _mm256_broadcast_ss(w0 + j * wj);
             a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(mr), a0);
             b0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(mr + 8), b0);
         }
@@ -267,32 +215,32 @@ TW_AVX2 static void acc_rows1(float *c0, const float *w0, const float *m, int64_
         __m256 a0 = _mm256_loadu_ps(c0 + d);
         const float *mr = m + d;
         for (int64_t j = 0; j < J; j++, mr += ldm)
-            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + j), _mm256_loadu_ps(mr), a0);
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w0 + j * wj), _mm256_loadu_ps(mr), a0);
         _mm256_storeu_ps(c0 + d, a0);
     }
     for (; d < D; d++) {
         float s = c0[d];
-        for (int64_t j = 0; j < J; j++) s = fmaf(w0[j], m[j * ldm + d], s);
+        for (int64_t j = 0; j < J; j++) s = fmaf(w0[j * wj], m[j * ldm + d], s);
         c0[d] = s;
     }
 }
 
-/* nr (6) rows x 16 columns [d0, d0 + 16) of acc, 12 accumulators (as abt_block_t); each
- * element one fma chain over j in order, as acc_rows4 and acc_rows1 compute it. */
+/* nr (6 or 4) rows x 16 columns of acc, 2 nr accumulators (as abt_block_t); each element one
+ * fma chain over j in order, as acc_rows1 computes it. */
 TW_AVX2 static inline __attribute__((always_inline)) void
-acc_block_t(const int nr, float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
-            int64_t ldm, int64_t J) {
+acc_block_t(const int nr, float *c, int64_t ldc, const float *w, int64_t ldw, int64_t wj,
+            const float *m, int64_t ldm, int64_t J) {
     __m256 s[6][2];
 #pragma GCC unroll 6
     for (int r = 0; r < nr; r++) {
         s[r][0] = _mm256_loadu_ps(c + r * ldc);
         s[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
     }
-    for (int64_t j = 0; j < J; j++, m += ldm) {
+    for (int64_t j = 0; j < J; j++, m += ldm, w += wj) {
         __m256 m0 = _mm256_loadu_ps(m), m1 = _mm256_loadu_ps(m + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < nr; r++) {
-            __m256 x = _mm256_broadcast_ss(w + r * ldw + j);
+            __m256 x = _mm256_broadcast_ss(w + r * ldw);
             s[r][0] = _mm256_fmadd_ps(x, m0, s[r][0]);
             s[r][1] = _mm256_fmadd_ps(x, m1, s[r][1]);
         }
@@ -304,24 +252,23 @@ acc_block_t(const int nr, float *c, int64_t ldc, const float *w, int64_t ldw, co
     }
 }
 
-TW_AVX2 static void acc_avx2(float *c, int64_t ldc, const float *w, int64_t ldw, const float *m,
-                             int64_t ldm, int64_t R, int64_t J, int64_t D) {
+TW_AVX2 static void acc_avx2(float *c, int64_t ldc, const float *w, int64_t ldw, int64_t wj,
+                             const float *m, int64_t ldm, int64_t R, int64_t J, int64_t D) {
     const int64_t d16 = D & ~(int64_t)15;
     int64_t r = 0;
-    for (; r + 6 <= R; r += 6) { /* blocks of 6 rows; their columns past d16 row by row */
-        for (int64_t d = 0; d < d16; d += 16)
-            acc_block_t(6, c + r * ldc + d, ldc, w + r * ldw, ldw, m + d, ldm, J);
-        if (d16 < D)
-            for (int64_t q = r; q < r + 6; q++)
-                acc_rows1(c + q * ldc + d16, w + q * ldw, m + d16, ldm, J, D - d16);
+    for (int nr; R - r >= 4; r += nr) { /* blocks of 6 rows, then one of 4 */
+        nr = R - r >= 6 ? 6 : 4;
+        for (int64_t d = 0; d < d16; d += 16) {
+            if (nr == 6)
+                acc_block_t(6, c + r * ldc + d, ldc, w + r * ldw, ldw, wj, m + d, ldm, J);
+            else
+                acc_block_t(4, c + r * ldc + d, ldc, w + r * ldw, ldw, wj, m + d, ldm, J);
+        }
+        if (d16 < D) /* their columns past d16, row by row */
+            for (int64_t q = r; q < r + nr; q++)
+                acc_rows1(c + q * ldc + d16, w + q * ldw, wj, m + d16, ldm, J, D - d16);
     }
-    for (; r + 4 <= R; r += 4) {
-        float *c0 = c + r * ldc;
-        const float *w0 = w + r * ldw;
-        acc_rows4(c0, c0 + ldc, c0 + 2 * ldc, c0 + 3 * ldc, w0, w0 + ldw, w0 + 2 * ldw,
-                  w0 + 3 * ldw, m, ldm, J, D);
-    }
-    for (; r < R; r++) acc_rows1(c + r * ldc, w + r * ldw, m, ldm, J, D);
+    for (; r < R; r++) acc_rows1(c + r * ldc, w + r * ldw, wj, m, ldm, J, D);
 }
 
 TW_AVX2 static float hsum8(__m256 v) {
@@ -445,14 +392,19 @@ TW_AVX2 static void transpose_pad_avx2(float *dst, int64_t ldd, const float *src
 /* A task's rows: [r0, r1) of the segment [s0, s1). */
 typedef struct {
     int32_t s0, s1, r0, r1;
-    int64_t c0; /* the segment's first column in the transposed layouts (segs_transpose) */
+    int64_t c0;   /* the segment's first column in the transposed layouts (segs_transpose) */
+    int64_t ds0;  /* the offset of the segment's block in a head's kept dS^T (backward) */
+    int64_t dsld; /* that block's row stride: (s1 - s0) rows (keys) x dsld columns (queries) */
 } seg_chunk;
 
+static int64_t t_stride(int64_t cols);
+
 /* The chunks of `rows` rows of every segment into *out (tw_free it); *n their count; *width
- * the columns of the transposed layouts: each segment's length rounded up to 8, summed.
+ * the columns of the transposed layouts: each segment's length rounded up to 8, summed;
+ * *ds_floats the floats of one head's kept dS^T (a block of len x t_stride(len) per segment).
  * seg non-decreasing (checked by the backend). */
 static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, seg_chunk **out,
-                             int64_t *n, int64_t *width) {
+                             int64_t *n, int64_t *width, int64_t *ds_floats) {
     int64_t cap = 0;
     for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
         for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
@@ -460,22 +412,27 @@ static tw_status chunks_make(const int32_t *seg, int64_t n_tok, int64_t rows, se
     }
     seg_chunk *c = tw_malloc((size_t)cap * sizeof *c);
     if (!c) return tw_error_wrap("attn_seg: task list of %lld chunks", (long long)cap);
-    int64_t k = 0, col = 0;
+    int64_t k = 0, col = 0, ds = 0;
     for (int64_t s0 = 0, s1; s0 < n_tok; s0 = s1) {
         for (s1 = s0 + 1; s1 < n_tok && seg[s1] == seg[s0];) s1++;
+        const int64_t ld = t_stride(s1 - s0);
         for (int64_t r = s0; r < s1; r += rows) {
             c[k].s0 = (int32_t)s0;
             c[k].s1 = (int32_t)s1;
             c[k].r0 = (int32_t)r;
             c[k].r1 = (int32_t)(r + rows < s1 ? r + rows : s1);
             c[k].c0 = col;
+            c[k].ds0 = ds;
+            c[k].dsld = ld;
             k++;
         }
         col += round8(s1 - s0);
+        ds += (s1 - s0) * ld;
     }
     *out = c;
     *n = k;
     *width = col;
+    if (ds_floats) *ds_floats = ds;
     return TW_OK;
 }
 
@@ -558,7 +515,7 @@ static void fwd_task(const seg_prims *P, float *out, float *lse, const float *q,
             if (corr != 1.0f)
                 for (int64_t j = 0; j < d; j++) O[i * d + j] *= corr;
         }
-        P->acc(O, d, S, BK, vr, ldk, nr, nk, d);
+        P->acc(O, d, S, BK, 1, vr, ldk, nr, nk, d);
     }
     for (int64_t i = 0; i < nr; i++) {
         float *o = out + (r0 + i) * ldq + h * d; /* (head_dim) */
@@ -574,7 +531,7 @@ tw_status tw_cpu_attn_seg_f32_variant(float *out, float *lse, const float *q, co
     const seg_prims *P = prims_pick(force_portable);
     seg_chunk *ch = NULL;
     int64_t n_ch = 0, width = 0;
-    tw_status st = chunks_make(seg, s->n_tok, QC, &ch, &n_ch, &width);
+    tw_status st = chunks_make(seg, s->n_tok, QC, &ch, &n_ch, &width, NULL);
     if (st != TW_OK) return st;
     width = t_stride(width);
     const int nt = tw_threads_get();
@@ -610,11 +567,14 @@ static int64_t bwd_scratch(int64_t d) {
     return p1 > p2 ? p1 : p2;
 }
 
-/* The transposed operands of the backward (segs_transpose), each (heads, head_dim, width). */
+/* The transposed operands of the backward (segs_transpose), each (heads, head_dim, width),
+ * and the kept dS^T. */
 typedef struct {
     const float *q, *dout; /* n_head heads */
-    const float *k, *v;    /* n_kv_head heads */
+    const float *k, *v;    /* n_kv_head heads; NULL when dS is kept */
     int64_t width;
+    float *ds;        /* NULL, or per head ds_floats: each segment's dS^T (keys x queries) */
+    int64_t ds_floats;
 } seg_t;
 
 /* Pass 1: dK, dV of key rows [c->r0, c->r1), kv head kh, summed over the group's heads and over
@@ -626,8 +586,8 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
     const int64_t d = s->head_dim, group = s->n_head / s->n_kv_head, W = tr->width;
     const int64_t ldq = s->n_head * d, ldk = s->n_kv_head * d;
     const int64_t k0 = c->r0, nkr = c->r1 - c->r0;
-    float *St = work, *dPt = St + KC * BQ;
-    float *dK = dPt + KC * BQ, *dV = dK + KC * d, *lt = dV + KC * d, *Dt = lt + BQ;
+    float *St = work, *dPt_scratch = St + KC * BQ;
+    float *dK = dPt_scratch + KC * BQ, *dV = dK + KC * d, *lt = dV + KC * d, *Dt = lt + BQ;
     memset(dK, 0, (size_t)(2 * KC * d) * sizeof(float)); /* dK and dV */
     const float *kr = k + k0 * ldk + kh * d, *vr = v + k0 * ldk + kh * d; /* (nkr, d) ld ldk */
     const int64_t t0 = s->causal ? k0 : c->s0;
@@ -637,14 +597,21 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
             const float *qr = q + qb * ldq + h * d, *dor = dout + qb * ldq + h * d; /* (nq, d) */
             const int64_t col = h * d * W + c->c0 + (qb - c->s0);
             const float *qt = tr->q + col, *dot = tr->dout + col; /* (d, nqp) ld W */
+            /* dP^T, then dS^T in place: (nkr, nqp) ld ldp, in the kept dS^T when there is one */
+            float *dPt = dPt_scratch;
+            int64_t ldp = BQ;
+            if (tr->ds) {
+                dPt = tr->ds + h * tr->ds_floats + c->ds0 + (k0 - c->s0) * c->dsld + (qb - c->s0);
+                ldp = c->dsld;
+            }
             for (int64_t i = 0; i < nqp; i++) {
                 lt[i] = i < nq ? lse[(qb + i) * s->n_head + h] : 0;
                 Dt[i] = i < nq ? D[(qb + i) * s->n_head + h] : 0;
             }
             P->abt(St, BQ, kr, ldk, qt, W, nkr, nqp, d, s->scale); /* S^T (nkr, nqp) */
-            P->abt(dPt, BQ, vr, ldk, dot, W, nkr, nqp, d, 1.0f);   /* dP^T */
+            P->abt(dPt, ldp, vr, ldk, dot, W, nkr, nqp, d, 1.0f);   /* dP^T */
             for (int64_t j = 0; j < nkr; j++) {
-                float *pr = St + j * BQ, *dr = dPt + j * BQ;
+                float *pr = St + j * BQ, *dr = dPt + j * ldp;
                 int64_t lo = s->causal ? k0 + j - qb : 0; /* queries [lo, nq) see key k0 + j */
                 if (lo < 0) lo = 0;
                 if (lo >= nq) {
@@ -655,8 +622,8 @@ static void bwd_kv_task(const seg_prims *P, float *dk, float *dv, const float *d
                 P->expsub(pr, pr, lt, 0, lo, nq, nqp); /* P^T row */
                 P->dsoft(dr, pr, dr, Dt, 0, s->scale, nqp); /* dS^T row */
             }
-            P->acc(dV, d, St, BQ, dor, ldq, nkr, nq, d);  /* dV += P^T dO */
-            P->acc(dK, d, dPt, BQ, qr, ldq, nkr, nq, d);  /* dK += scale dS^T Q */
+            P->acc(dV, d, St, BQ, 1, dor, ldq, nkr, nq, d);  /* dV += P^T dO */
+            P->acc(dK, d, dPt, ldp, 1, qr, ldq, nkr, nq, d);  /* dK += scale dS^T Q */
         }
     }
     for (int64_t j = 0; j < nkr; j++) {
@@ -679,6 +646,11 @@ static void bwd_q_task(const seg_prims *P, float *dq, const float *dout, const f
     for (int64_t kb = c->s0; kb < kend; kb += BK) {
         const int64_t nk = kend - kb < BK ? kend - kb : BK, nkp = round8(nk);
         const float *kr = k + kb * ldk + kh * d; /* (nk, d) */
+        if (tr->ds) { /* dS[i, j] = dS^T[j, i]: rows i (stride 1), keys j (stride dsld) */
+            const float *w = tr->ds + h * tr->ds_floats + c->ds0 + (kb - c->s0) * c->dsld + (r0 - c->s0);
+            P->acc(dQ, d, w, 1, c->dsld, kr, ldk, nr, nk, d); /* dQ += scale dS K */
+            continue;
+        }
         const int64_t col = kh * d * W + c->c0 + (kb - c->s0);
         const float *kt = tr->k + col, *vt = tr->v + col; /* (d, nkp) ld W */
         P->abt(S, BK, qr, ldq, kt, W, nr, nkp, d, s->scale); /* (nr, nkp) */
@@ -695,7 +667,7 @@ static void bwd_q_task(const seg_prims *P, float *dq, const float *dout, const f
             P->expsub(pr, pr, NULL, lse[(r0 + i) * s->n_head + h], 0, hi, nkp);
             P->dsoft(pr, pr, dr, NULL, di, s->scale, nkp); /* dS */
         }
-        P->acc(dQ, d, S, BK, kr, ldk, nr, nk, d); /* dQ += scale dS K */
+        P->acc(dQ, d, S, BK, 1, kr, ldk, nr, nk, d); /* dQ += scale dS K */
     }
     for (int64_t i = 0; i < nr; i++)
         memcpy(dq + (r0 + i) * ldq + h * d, dQ + i * d, (size_t)d * sizeof(float));
@@ -706,17 +678,22 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
                                           const float *k, const float *v, const int32_t *seg,
                                           const tw_attn_seg_shape *s, int force_portable) {
     if (s->n_tok == 0) return TW_OK;
-    const seg_prims *P = prims_pick(force_portable);
+    const seg_prims *P = prims_pick(force_portable & 1);
     const int64_t d = s->head_dim, nl = s->n_tok * s->n_head;
     seg_chunk *cq = NULL, *ck = NULL;
-    int64_t n_cq = 0, n_ck = 0, width = 0;
-    tw_status st = chunks_make(seg, s->n_tok, QC, &cq, &n_cq, &width);
-    if (st == TW_OK) st = chunks_make(seg, s->n_tok, KC, &ck, &n_ck, &width);
+    int64_t n_cq = 0, n_ck = 0, width = 0, ds_floats = 0;
+    tw_status st = chunks_make(seg, s->n_tok, QC, &cq, &n_cq, &width, &ds_floats);
+    if (st == TW_OK) st = chunks_make(seg, s->n_tok, KC, &ck, &n_ck, &width, NULL);
     width = t_stride(width);
     const int nt = tw_threads_get();
     const int64_t per = bwd_scratch(d), qdw = s->n_head * d * width, kdw = s->n_kv_head * d * width;
-    /* per thread: a task's scratch; then D, and q, dout, k, v transposed (segs_transpose) */
-    float *work = st == TW_OK ? tw_malloc((size_t)(per * nt + nl + 2 * qdw + 2 * kdw) * sizeof(float))
+    /* dS kept from pass 1 for pass 2 while it fits DS_KEEP_MAX (each segment's len^2 per head);
+     * else pass 2 recomputes it from K^T and V^T. The same bits either way. */
+    const int keep = !(force_portable & 2) && (double)s->n_head * (double)ds_floats * 4.0 <= DS_KEEP_MAX;
+    const int64_t tail = keep ? s->n_head * ds_floats : 2 * kdw;
+    /* per thread: a task's scratch; then D, q and dout transposed, then the kept dS^T or k and v
+     * transposed */
+    float *work = st == TW_OK ? tw_malloc((size_t)(per * nt + nl + 2 * qdw + tail) * sizeof(float))
                               : NULL;
     if (st == TW_OK && !work) st = tw_error_wrap("attn_seg_bwd: scratch for %d threads", nt);
     if (st != TW_OK) {
@@ -725,13 +702,18 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
         return st;
     }
     float *D = work + per * nt; /* (n_tok, n_head): rowsum(dout * out) */
-    float *Qt = D + nl, *dOt = Qt + qdw, *Kt = dOt + qdw, *Vt = Kt + kdw;
+    float *Qt = D + nl, *dOt = Qt + qdw, *rest = dOt + qdw;
     const int avx2 = P != &prims_portable;
     segs_transpose(Qt, q, s->n_head, d, cq, n_cq, width, avx2);
     segs_transpose(dOt, dout, s->n_head, d, cq, n_cq, width, avx2);
-    segs_transpose(Kt, k, s->n_kv_head, d, cq, n_cq, width, avx2);
-    segs_transpose(Vt, v, s->n_kv_head, d, cq, n_cq, width, avx2);
-    const seg_t tr = {Qt, dOt, Kt, Vt, width};
+    seg_t tr = {Qt, dOt, NULL, NULL, width, NULL, ds_floats};
+    if (keep) {
+        tr.ds = rest;
+    } else {
+        segs_transpose(rest, k, s->n_kv_head, d, cq, n_cq, width, avx2);
+        segs_transpose(rest + kdw, v, s->n_kv_head, d, cq, n_cq, width, avx2);
+        tr.k = rest, tr.v = rest + kdw;
+    }
 #pragma omp parallel num_threads(nt) if (nl * d >= 65536)
     {
 #pragma omp for schedule(static)
@@ -746,10 +728,14 @@ tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const
 #pragma omp parallel num_threads(nt) if (n_kv_tasks + n_q_tasks > 1)
     {
         float *w = work + per * omp_get_thread_num();
+        /* nowait only when pass 2 recomputes dS; it reads the kept dS^T of every key chunk */
 #pragma omp for schedule(dynamic, 1) nowait
         for (int64_t t = 0; t < n_kv_tasks; t++)
             bwd_kv_task(P, dk, dv, dout, lse, D, q, k, v, &tr, &ck[t / s->n_kv_head],
                         t % s->n_kv_head, s, w);
+        if (keep) {
+#pragma omp barrier
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_q_tasks; t++)
             bwd_q_task(P, dq, dout, lse, D, q, k, &tr, &cq[t / s->n_head], t % s->n_head, s, w);

@@ -295,6 +295,8 @@ tw_status tw_cpu_attn_seg_bwd_f32(float *dq, float *dk, float *dv, const float *
                                   const float *out, const float *lse, const float *q,
                                   const float *k, const float *v, const int32_t *seg,
                                   const tw_attn_seg_shape *s);
+/* force_portable: bit 0 (1) the portable variant; bit 1 (2) dQ's pass recomputes P and dS
+ * instead of reading the dS kept by the dK/dV pass (what long segments do; the same bits). */
 tw_status tw_cpu_attn_seg_bwd_f32_variant(float *dq, float *dk, float *dv, const float *dout,
                                           const float *out, const float *lse, const float *q,
                                           const float *k, const float *v, const int32_t *seg,
