@@ -139,8 +139,10 @@ static tw_status trainer_make(tw_model *m, lora_set *s, fullft_set *f, const tra
     const int64_t bw[B_COUNT] = {1, 1, 1, 1, 1, t->d, t->d, maxdim, maxdim, t->d, t->d, t->d, t->d,
                                  t->qd, t->kvd, t->kvd, t->qd, t->ff, t->ff, t->ff, t->r,
                                  t->drop_p > 0 ? maxdim : 0};
+    /* GPT-2 saves no S_SW (its MLP output is S_U, train_gpt2.c) */
     const int64_t sw[S_COUNT] = {t->d, t->qd, t->kvd, t->kvd, t->qd, t->nh, t->d, t->d,
-                                 t->ff, t->ff, t->ff, t->r, t->r, t->r, t->r, t->r, t->r, t->r};
+                                 t->ff, t->ff, t->gpt2 ? 0 : t->ff, t->r, t->r, t->r, t->r, t->r,
+                                 t->r, t->r};
     const int64_t n_slots = t->recompute ? 1 : t->L;
     t->off_x = tw_calloc((size_t)(t->L + 1), sizeof *t->off_x);
     t->off_save = tw_calloc((size_t)(n_slots * S_COUNT), sizeof *t->off_save);

@@ -23,7 +23,7 @@ enum {
     S_H2,     /* (n, d) */
     S_G,      /* (n, ff) */
     S_U,      /* (n, ff) */
-    S_SW,     /* (n, ff) */
+    S_SW,     /* (n, ff); not allocated for GPT-2 */
     S_LA,     /* 7 x (n, r) */
     S_COUNT = S_LA + LORA_N_MODULES
 };
