@@ -15,7 +15,9 @@
 
 enum { TL_D = 32, TL_L = 2, TL_NH = 4, TL_NKV = 2, TL_HD = 8, TL_FF = 48 };
 
-static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
+/* The same with other dimensions (n_embd d, n_layer l, heads nh over nkv of hd, n_ff ff). */
+static inline int tiny_llama_write_dims(const char *path, int tied, kin_rng *rng, int d, int l,
+                                        int nh, int nkv, int hd, int ff) {
     const char *data = getenv("TWIN_TEST_DATA");
     if (!data) data = "tests/data";
     char tp[1024];
@@ -30,12 +32,12 @@ static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
     gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights)");
     gguf_writer_set_u32(w, "general.file_type", 0);
     gguf_writer_set_u32(w, "llama.context_length", 64);
-    gguf_writer_set_u32(w, "llama.embedding_length", TL_D);
-    gguf_writer_set_u32(w, "llama.block_count", TL_L);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", TL_FF);
-    gguf_writer_set_u32(w, "llama.attention.head_count", TL_NH);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", TL_NKV);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", TL_HD);
+    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)d);
+    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)l);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff);
+    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)nh);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)nkv);
+    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd);
     gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
     gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
@@ -49,32 +51,32 @@ static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
         int64_t ne0, ne1;
         float scale;
         int norm;
-    } ts[] = {{"token_embd.weight", TL_D, vocab, 1.0f, 0},
-              {"output_norm.weight", TL_D, 1, 0.2f, 1},
-              {"output.weight", TL_D, vocab, 0.3f, 0},
-              {"blk.%d.attn_norm.weight", TL_D, 1, 0.2f, 1},
-              {"blk.%d.attn_q.weight", TL_D, TL_NH * TL_HD, 0.3f, 0},
-              {"blk.%d.attn_k.weight", TL_D, TL_NKV * TL_HD, 0.3f, 0},
-              {"blk.%d.attn_v.weight", TL_D, TL_NKV * TL_HD, 0.3f, 0},
-              {"blk.%d.attn_output.weight", TL_NH * TL_HD, TL_D, 0.3f, 0},
-              {"blk.%d.ffn_norm.weight", TL_D, 1, 0.2f, 1},
-              {"blk.%d.ffn_gate.weight", TL_D, TL_FF, 0.3f, 0},
-              {"blk.%d.ffn_up.weight", TL_D, TL_FF, 0.3f, 0},
-              {"blk.%d.ffn_down.weight", TL_FF, TL_D, 0.3f, 0}};
+    } ts[] = {{"token_embd.weight", d, vocab, 1.0f, 0},
+              {"output_norm.weight", d, 1, 0.2f, 1},
+              {"output.weight", d, vocab, 0.3f, 0},
+              {"blk.%d.attn_norm.weight", d, 1, 0.2f, 1},
+              {"blk.%d.attn_q.weight", d, nh * hd, 0.3f, 0},
+              {"blk.%d.attn_k.weight", d, nkv * hd, 0.3f, 0},
+              {"blk.%d.attn_v.weight", d, nkv * hd, 0.3f, 0},
+              {"blk.%d.attn_output.weight", nh * hd, d, 0.3f, 0},
+              {"blk.%d.ffn_norm.weight", d, 1, 0.2f, 1},
+              {"blk.%d.ffn_gate.weight", d, ff, 0.3f, 0},
+              {"blk.%d.ffn_up.weight", d, ff, 0.3f, 0},
+              {"blk.%d.ffn_down.weight", ff, d, 0.3f, 0}};
     tw_status st = TW_OK;
-    float *keep[64];
+    float *keep[1024];
     int nk = 0;
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
         if (tied && !strcmp(ts[k].name, "output.weight")) continue;
-        for (int l = 0; l < (strstr(ts[k].name, "%d") ? TL_L : 1); l++) {
+        for (int li = 0; li < (strstr(ts[k].name, "%d") ? l : 1); li++) {
             char name[64];
-            snprintf(name, sizeof name, ts[k].name, l);
+            snprintf(name, sizeof name, ts[k].name, li);
             int64_t ne[2] = {ts[k].ne0, ts[k].ne1}, cnt = ne[0] * ne[1];
             float *p = malloc((size_t)cnt * 4); /* the writer reads it at write time */
             kin_fill(rng, p, cnt, ts[k].scale);
             if (ts[k].norm)
                 for (int64_t i = 0; i < cnt; i++) p[i] += 1.0f;
-            keep[nk++] = p;
+            if (nk < 1024) keep[nk++] = p;
             if (st == TW_OK)
                 st = gguf_writer_add_tensor(w, name, TW_DTYPE_F32, ne[1] == 1 ? 1 : 2, ne, p);
         }
@@ -85,6 +87,10 @@ static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
     gguf_close(tf);
     if (st != TW_OK) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
     return 0;
+}
+
+static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
+    return tiny_llama_write_dims(path, tied, rng, TL_D, TL_L, TL_NH, TL_NKV, TL_HD, TL_FF);
 }
 
 #endif
