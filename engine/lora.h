@@ -1,6 +1,6 @@
-/* lora.h: LoRA adapter sets (Hu et al. 2021) for the llama-family models of model.h: their
- * parameters, gradients and AdamW moments on a backend, their files (PEFT and llama.cpp's GGUF
- * LoRA), and merging them into a base GGUF.
+/* lora.h: LoRA adapter sets (Hu et al. 2021) for the llama-family and GPT-2 models of model.h:
+ * their parameters, gradients and AdamW moments on a backend, their files (PEFT and llama.cpp's
+ * GGUF LoRA), and merging them into a base GGUF.
  *
  * An adapted linear layer W (out, in) computes  y = x W^T + scale * (dropout(x) A^T) B^T  with
  *   A: (r, in)   Kaiming-uniform at creation, as PEFT's init_lora_weights=True does

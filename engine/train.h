@@ -1,7 +1,9 @@
-/* train.h: the training step of the llama family (llama, mistral, smollm2, qwen2) with LoRA
- * adapters on a frozen base: forward saving what the backward needs, backward in reverse,
- * written out by hand as llm.c does, through the op table only (kernels.h); SFT and DPO
- * losses; AdamW with clipping; evaluation.
+/* train.h: the training step of the llama family (llama, mistral, smollm2, qwen2) and GPT-2
+ * with LoRA adapters on a frozen base: forward saving what the backward needs, backward in
+ * reverse, written out by hand as llm.c does, through the op table only (kernels.h); SFT and
+ * DPO losses; AdamW with clipping; evaluation. The llama layer is described below; GPT-2's
+ * (learned positions, LayerNorms with biases, q/k/v on the fused c_attn, GELU MLP, LoRA on q,
+ * k, v, o, up, down) in engine/train_gpt2.c.
  *
  * The model (per layer l, n tokens of a micro-batch, d = n_embd, qd = n_head*head_dim,
  * kvd = n_kv_head*head_dim, ff = n_ff; every matmul below is proj(), see after):
@@ -73,7 +75,7 @@ typedef struct {
     int recompute;      /* 1: keep only layer inputs, recompute each layer in the backward */
 } trainer_opts;
 
-/* Makes a trainer for model m (llama family) and adapter set s (made for m's dimensions, on
+/* Makes a trainer for model m (llama family or GPT-2) and adapter set s (made for m's dimensions, on
  * m's backend). Both must outlive the trainer. TW_ERR_ARG (max_tokens < 1, a set for other
  * dimensions), TW_ERR_UNSUPPORTED (see Limits), TW_ERR_NOMEM. *out is for trainer_free. */
 tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer **out);
