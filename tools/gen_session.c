@@ -21,7 +21,7 @@ void gen_opts_usage(FILE *out) {
             "  -m MODEL              a GGUF file, an HF folder, or a name from `twin model fetch`\n"
             "  --lora ADAPTER        apply a LoRA adapter made for MODEL: a PEFT folder\n"
             "                        (adapter_config.json + adapter_model.safetensors) or a\n"
-            "                        llama.cpp GGUF LoRA (llama-family models)\n"
+            "                        llama.cpp GGUF LoRA (llama-family and GPT-2 models)\n"
             "  --backend NAME        auto (default), cpu, cuda, cuda:N\n"
             "  --ctx-size N          context length (default: the model's, at most 4096)\n"
             "  --batch-size N        tokens per forward step; long prompts run in chunks of\n"

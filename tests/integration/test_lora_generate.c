@@ -1,7 +1,7 @@
 /* test_lora_generate: LoRA adapters in the forward pass (tw_model_set_lora, engine/forward.c)
  * and in `twin generate --lora` / `twin chat --lora`, on SmolLM2-135M-Instruct (exit 77 when
  * $TWIN_MODELS/smollm2-135m has not been fetched; there is no tiny llama with a tokenizer in
- * tests/data, and adapters do not cover gpt2's fused q/k/v).
+ * tests/data).
  *
  * To stay fast, every part runs on SmolLM2 cut to its first CUT_LAYERS (4 of 30) blocks
  * (block_count rewritten, every other key, the tokenizer and the tensors of those blocks
@@ -30,7 +30,8 @@
  *                 greedy tokens; twin chat --lora (GGUF) gives the same answer as chat on the
  *                 merged model; an adapter for
  *                 another base (stored sha256, dimensions) exits 1 with one line naming the
- *                 difference; --lora without a value exits 2; a gpt2 model refuses adapters.
+ *                 difference; --lora without a value exits 2; a gpt2 model refuses this
+ *                 llama adapter (GPT-2 adapters: tests/integration/test_train_gpt2_cli.sh).
  */
 #include <stdarg.h>
 #include <stdint.h>
