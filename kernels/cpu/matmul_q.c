@@ -224,8 +224,10 @@ AVX2 INLINE void rtile_avx2(tw_dtype t, const int NR, float *y, const tw_q8a_blo
 
 /* Column tile (batches and prefill): MR <= 8 rows of x against one weight row, each weight
  * block decoded once for the MR rows, MR accumulators in flight; the MR min chains run in the
- * lanes of one vector. xa: MR rows of nb blocks (stride nb); xst, xdt: the rows' Q8_1 sums
- * and scales transposed, (nb, 8) each (lane r of block b: row r's; 0 past the last row).
+ * lanes of one vector. xq: the rows' quants, (nb, MR, 32) (block b of the MR rows side by
+ * side: one stream, 32-byte aligned loads; the 40-byte tw_q8a_block put half of them across
+ * two cache lines); xst, xdt: the rows' Q8_1 sums and scales transposed, (nb, 8) each (lane r
+ * of block b: row r's; 0 past the last row).
  *
  * The scale products dw * dx of a run of DD_RUN blocks are formed first, 8 rows in one vector
  * multiplication per block (lane r: the same fp32 product as a scalar dw * dx_r), and stored;
@@ -235,7 +237,7 @@ AVX2 INLINE void rtile_avx2(tw_dtype t, const int NR, float *y, const tw_q8a_blo
  * the loop is bound by those operations (2 vector multipliers, 4 vector pipes). */
 #define DD_RUN 16
 AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
-                            const tw_q8a_block *xa, const float *xst, const float *xdt,
+                            const int8_t *xq, const float *xst, const float *xdt,
                             const uint8_t *w, size_t bb, int64_t nb, const float *bias) {
     const int sgn = !q_has_min(t);
     __m256 acc[8];
@@ -264,9 +266,8 @@ AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
             __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
 #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
-                const tw_q8a_block *xb = xa + r * nb + b;
-                __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
-                __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xq, wq) : xq);
+                __m256i xv = _mm256_load_si256((const __m256i *)(xq + (b * MR + r) * TW_QK8));
+                __m256i p16 = _mm256_maddubs_epi16(wa, sgn ? _mm256_sign_epi8(xv, wq) : xv);
                 __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
                 acc[r] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(ddb + r), acc[r]);
             }
@@ -294,18 +295,18 @@ AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
         default: rtile_avx2(T, 4, y, xa, w, rb, bb, nb, bias); break;                         \
         }                                                                                     \
     }                                                                                         \
-    AVX2 static void name##_c(int mr, float *y, int64_t ldy, const tw_q8a_block *xa,          \
+    AVX2 static void name##_c(int mr, float *y, int64_t ldy, const int8_t *xq,                \
                               const float *xst, const float *xdt, const uint8_t *w, size_t bb, \
                               int64_t nb, const float *bias) {                                \
         switch (mr) {                                                                         \
-        case 1: ctile_avx2(T, 1, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 2: ctile_avx2(T, 2, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 3: ctile_avx2(T, 3, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 4: ctile_avx2(T, 4, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 5: ctile_avx2(T, 5, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 6: ctile_avx2(T, 6, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        case 7: ctile_avx2(T, 7, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                    \
-        default: ctile_avx2(T, 8, y, ldy, xa, xst, xdt, w, bb, nb, bias); break;                   \
+        case 1: ctile_avx2(T, 1, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 2: ctile_avx2(T, 2, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 3: ctile_avx2(T, 3, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 4: ctile_avx2(T, 4, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 5: ctile_avx2(T, 5, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 6: ctile_avx2(T, 6, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        case 7: ctile_avx2(T, 7, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                    \
+        default: ctile_avx2(T, 8, y, ldy, xq, xst, xdt, w, bb, nb, bias); break;                   \
         }                                                                                     \
     }
 TILES_FN(tiles_q4_0, TW_DTYPE_Q4_0)
@@ -317,7 +318,7 @@ TILES_FN(tiles_q8_0, TW_DTYPE_Q8_0)
 typedef struct {
     void (*r)(int nr, float *y, const tw_q8a_block *xa, const uint8_t *w, size_t rb, size_t bb,
               int64_t nb, const float *bias);
-    void (*c)(int mr, float *y, int64_t ldy, const tw_q8a_block *xa, const float *xst,
+    void (*c)(int mr, float *y, int64_t ldy, const int8_t *xq, const float *xst,
               const float *xdt, const uint8_t *w, size_t bb, int64_t nb, const float *bias);
 } tiles_fns;
 
@@ -393,17 +394,20 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
     int64_t nb = k / TW_QK8, ng = (m + X_GROUP - 1) / X_GROUP;
     size_t rb = tw_dtype_row_bytes(t, k), bb = tw_dtype_type_size(t);
     int nt = tw_threads_get();
-    /* Scratch: the activation blocks (m, k/32), and their Q8_1 sums and scales transposed per
-     * group of X_GROUP rows, xst and xdt (ng, k/32, X_GROUP) each, zero past row m. */
+    /* Scratch, one allocation: the activation blocks xa (m, k/32); their Q8_1 sums and scales
+     * transposed per group of X_GROUP rows, xst and xdt (ng, k/32, X_GROUP) each, zero past
+     * row m; for the column tiles (m >= 2) the quants of each group, xq (ng, k/32, rows of the
+     * group, 32), 32-byte aligned (group g at g * X_GROUP * k bytes). */
     const size_t ntr = (size_t)(ng * nb * X_GROUP);
-    tw_q8a_block *xa = tw_malloc((size_t)(m * nb) * sizeof *xa);
-    float *xst = tw_malloc(2 * ntr * sizeof(float));
-    float *xdt = xst ? xst + ntr : NULL;
-    if (!xa || !xst) {
-        tw_free(xa), tw_free(xst);
+    const size_t xa_bytes = (size_t)(m * nb) * sizeof(tw_q8a_block);
+    const size_t xq_bytes = m >= 2 ? (size_t)(ng * X_GROUP * k) + 32 : 0;
+    uint8_t *scratch = tw_malloc(xa_bytes + 2 * ntr * sizeof(float) + xq_bytes);
+    if (!scratch)
         return tw_error_wrap("matmul: activation blocks for %lld x %lld", (long long)m,
                              (long long)k);
-    }
+    tw_q8a_block *xa = (tw_q8a_block *)scratch;
+    float *xst = (float *)(scratch + xa_bytes), *xdt = xst + ntr;
+    int8_t *xq = (int8_t *)(((uintptr_t)(xdt + ntr) + 31) & ~(uintptr_t)31);
     int avx2 = 0;
 #ifdef TW_X86
     avx2 = !force_portable && tw_cpu_has_avx2_fma();
@@ -416,10 +420,14 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
             tw_cpu_quantize_q8a_avx2(x + i * k, xa + i * nb, k);
         else
             tw_cpu_quantize_q8a_portable(x + i * k, xa + i * nb, k);
-        size_t at = (size_t)((i / X_GROUP) * nb * X_GROUP + i % X_GROUP);
+        int64_t g = i / X_GROUP, r = i % X_GROUP;
+        int64_t mr = m - g * X_GROUP < X_GROUP ? m - g * X_GROUP : X_GROUP;
+        size_t at = (size_t)(g * nb * X_GROUP + r);
         for (int64_t b = 0; b < nb; b++) {
             xst[at + (size_t)b * X_GROUP] = xa[i * nb + b].s;
             xdt[at + (size_t)b * X_GROUP] = xa[i * nb + b].d;
+            if (xq_bytes)
+                memcpy(xq + g * X_GROUP * k + (b * mr + r) * TW_QK8, xa[i * nb + b].qs, TW_QK8);
         }
     }
     for (int64_t i = m; i < ng * X_GROUP; i++)
@@ -456,12 +464,12 @@ tw_status tw_cpu_matmul_q(float *y, const float *x, const void *w, tw_dtype t, c
         for (int64_t g = 0; g < ng; g++) {
             int mr = m - g * X_GROUP < X_GROUP ? (int)(m - g * X_GROUP) : X_GROUP;
             for (int64_t o = o0; o < o1; o++)
-                tiles.c(mr, y + g * X_GROUP * n_out + o, n_out, xa + g * X_GROUP * nb,
+                tiles.c(mr, y + g * X_GROUP * n_out + o, n_out, xq + g * X_GROUP * k,
                         xst + g * nb * X_GROUP, xdt + g * nb * X_GROUP, wb + (size_t)o * rb, bb, nb,
                         bias ? bias + o : NULL);
         }
 #endif
     }
-    tw_free(xa), tw_free(xst);
+    tw_free(scratch);
     return TW_OK;
 }
