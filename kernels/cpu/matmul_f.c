@@ -20,6 +20,9 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+#ifndef PREFETCH_F
+#define PREFETCH_F 4096 /* bytes ahead in the weight rows of a matvec (0: no software prefetch) */
+#endif
 
 /* Weight element j of row w (type t) as fp32. */
 static inline float wf(tw_dtype t, const void *w, int64_t j) {
@@ -95,7 +98,15 @@ AVX2 INLINE void ftile(tw_dtype t, const int MR, const int NR, float *y, int64_t
 #pragma GCC unroll 4
         for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_ps();
     int64_t j = 0;
+    /* a matvec streams its weight rows from memory: prefetch each row PREFETCH_F bytes ahead,
+     * once per 64-byte line (elements per line: 32 of F16/BF16, 16 of F32) */
+    const int64_t line = t == TW_DTYPE_F32 ? 16 : 32;
     for (; j + 8 <= k; j += 8) {
+        if (MR == 1 && PREFETCH_F && j % line == 0)
+#pragma GCC unroll 4
+            for (int c = 0; c < NR; c++)
+                _mm_prefetch((const char *)(w + (size_t)c * rb) + j * (line == 16 ? 4 : 2) + PREFETCH_F,
+                             _MM_HINT_T0);
         __m256 wv[4];
 #pragma GCC unroll 4
         for (int c = 0; c < NR; c++) wv[c] = wload8(t, w + (size_t)c * rb, j);
