@@ -21,6 +21,7 @@
 #include "comm.h"
 #include "dataset.h"
 #include "fullft.h"
+#include "gguf.h"
 #include "json.h"
 #include "lora.h"
 #include "model.h"
@@ -392,6 +393,17 @@ int cmd_train(int argc, char **argv) {
     if (!base_path) {
         comm_finalize(cc);
         return CLI_ERR;
+    }
+    if (a.full) { /* the trained model is written from the base GGUF's metadata */
+        gguf_file *g = gguf_open(base_path);
+        if (!g) {
+            int r = cli_fail(CLI_USAGE, "train", "--full: %s: the base must be a GGUF file (the "
+                             "trained model is written as one): %s", base_path, tw_errmsg());
+            tw_free(base_path);
+            comm_finalize(cc);
+            return r;
+        }
+        gguf_close(g);
     }
     tw_backend *be = NULL;
     tw_model *m = NULL, *ref_m = NULL;

@@ -10,7 +10,8 @@
 #     cached in the checkpoint folder; a resumed run reads them back (does not recompute them
 #     from the changed weights) and its losses equal the uninterrupted run's;
 #   - LoRA DPO resumed reads its cached references too;
-#   - LoRA options with --full, --out-type without --full: exit 2 naming the option.
+#   - LoRA options with --full, --out-type without --full, --full on an HF folder: exit 2
+#     naming the option or the file.
 . "$(dirname "$0")/../lib.sh"
 test_init train_full
 fx="$(dirname "$TWIN")/test_train"
@@ -112,4 +113,8 @@ check "  names the option" grep -q -- '--lora-r' "$tmp/err"
 "$TWIN" train -m "$model" --data "$data/voice_sft.jsonl" --out-type f16 2>"$tmp/err"
 check "--out-type without --full: exit 2" test $? = 2
 "${T[@]}" --out-type q4_0 2>"$tmp/err"; check "--out-type q4_0: exit 2" test $? = 2
+mkdir -p "$tmp/hf" && echo '{}' >"$tmp/hf/config.json"
+"$TWIN" train -m "$tmp/hf" --data "$data/voice_sft.jsonl" --full 2>"$tmp/err"
+check "--full on an HF folder: exit 2" test $? = 2
+check "  says the base must be a GGUF" grep -q 'must be a GGUF' "$tmp/err"
 exit "$fail"
