@@ -3,6 +3,8 @@
  * of 8, n_ff 48, the tokenizer (288 tokens) of the tiny GPT-2 fixture under TWIN_TEST_DATA.
  * Norm weights are 1 + noise, matrices scaled so that activations stay O(1). tied = 1 leaves
  * out output.weight (the head is the token embedding). Returns 0, or 1 with a message. */
+
+enum { TL_TIED = 1, TL_BIAS = 2 }; /* TL_BIAS: q, k, v and o biases (as qwen2 has q/k/v) */
 #ifndef TWIN_TESTS_TINY_LLAMA_H
 #define TWIN_TESTS_TINY_LLAMA_H
 
@@ -15,9 +17,11 @@
 
 enum { TL_D = 32, TL_L = 2, TL_NH = 4, TL_NKV = 2, TL_HD = 8, TL_FF = 48 };
 
-/* The same with other dimensions (n_embd d, n_layer l, heads nh over nkv of hd, n_ff ff). */
-static inline int tiny_llama_write_dims(const char *path, int tied, kin_rng *rng, int d, int l,
-                                        int nh, int nkv, int hd, int ff) {
+/* The same with flags (TL_*) and other dimensions (n_embd d, n_layer l, heads nh over nkv of
+ * hd, n_ff ff). */
+static inline int tiny_llama_write_dims(const char *path, unsigned flags, kin_rng *rng, int d,
+                                        int l, int nh, int nkv, int hd, int ff) {
+    const int tied = (flags & TL_TIED) != 0, bias = (flags & TL_BIAS) != 0;
     const char *data = getenv("TWIN_TEST_DATA");
     if (!data) data = "tests/data";
     char tp[1024];
@@ -62,12 +66,17 @@ static inline int tiny_llama_write_dims(const char *path, int tied, kin_rng *rng
               {"blk.%d.ffn_norm.weight", d, 1, 0.2f, 1},
               {"blk.%d.ffn_gate.weight", d, ff, 0.3f, 0},
               {"blk.%d.ffn_up.weight", d, ff, 0.3f, 0},
-              {"blk.%d.ffn_down.weight", ff, d, 0.3f, 0}};
+              {"blk.%d.ffn_down.weight", ff, d, 0.3f, 0},
+              {"blk.%d.attn_q.bias", nh * hd, 1, 0.3f, 0},
+              {"blk.%d.attn_k.bias", nkv * hd, 1, 0.3f, 0},
+              {"blk.%d.attn_v.bias", nkv * hd, 1, 0.3f, 0},
+              {"blk.%d.attn_output.bias", d, 1, 0.3f, 0}};
     tw_status st = TW_OK;
     float *keep[1024];
     int nk = 0;
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
         if (tied && !strcmp(ts[k].name, "output.weight")) continue;
+        if (!bias && strstr(ts[k].name, ".bias")) continue;
         for (int li = 0; li < (strstr(ts[k].name, "%d") ? l : 1); li++) {
             char name[64];
             snprintf(name, sizeof name, ts[k].name, li);
@@ -89,8 +98,8 @@ static inline int tiny_llama_write_dims(const char *path, int tied, kin_rng *rng
     return 0;
 }
 
-static inline int tiny_llama_write(const char *path, int tied, kin_rng *rng) {
-    return tiny_llama_write_dims(path, tied, rng, TL_D, TL_L, TL_NH, TL_NKV, TL_HD, TL_FF);
+static inline int tiny_llama_write(const char *path, unsigned flags, kin_rng *rng) {
+    return tiny_llama_write_dims(path, flags, rng, TL_D, TL_L, TL_NH, TL_NKV, TL_HD, TL_FF);
 }
 
 #endif

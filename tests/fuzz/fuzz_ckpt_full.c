@@ -27,7 +27,7 @@ static void setup(void) {
     char path[128];
     snprintf(path, sizeof path, "%s/micro.gguf", dir);
     kin_rng rng = {42};
-    if (tiny_llama_write_dims(path, 1, &rng, 8, 1, 1, 1, 8, 8)) abort();
+    if (tiny_llama_write_dims(path, TL_TIED, &rng, 8, 1, 1, 1, 8, 8)) abort();
     if (tw_backend_open("cpu", &be) || tw_model_load(path, be, NULL, &model) ||
         fullft_set_new(model, &set)) {
         fprintf(stderr, "fuzz_ckpt_full: %s\n", tw_errmsg());

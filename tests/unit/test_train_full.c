@@ -1,5 +1,5 @@
 /* test_train_full: full fine-tuning (fullft.h, trainer_new_full) on a tiny random llama, with
- * an untied head and with a tied one:
+ * an untied head, with a tied one, and with q/k/v/o biases (matmul_dw's dbias):
  *   - fullft_set_new copies every weight (bits equal to the model's F32 weights), counts the
  *     parameters fullft_count_params predicts, and a tied head is one table;
  *   - the backward agrees with central finite differences of the float32 loss on the
@@ -73,10 +73,11 @@ static double run(trainer *t, fullft_set *f, float *g) {
     return s / (double)n_loss();
 }
 
-static void check_model(int tied) {
+static void check_model(unsigned flags) {
+    const int tied = (flags & TL_TIED) != 0, bias = (flags & TL_BIAS) != 0;
     char path[512];
-    snprintf(path, sizeof path, "%s/tiny%d.gguf", tmpdir, tied);
-    CHECK(tiny_llama_write(path, tied, &rng) == 0);
+    snprintf(path, sizeof path, "%s/tiny%u.gguf", tmpdir, flags);
+    CHECK(tiny_llama_write(path, flags, &rng) == 0);
     tw_model *m = NULL;
     CHECK(tw_model_load(path, be, NULL, &m) == TW_OK);
     if (!m) return;
@@ -85,13 +86,13 @@ static void check_model(int tied) {
     fullft_set *f = NULL;
     CHECK(fullft_set_new(m, &f) == TW_OK);
     if (!f) return;
-    /* 2 layers x 9 + embedding + output norm (+ head) */
-    CHECK_EQ_INT(fullft_n_tensors(f), 2 * 9 + 2 + !tied);
+    /* 2 layers x 9 (+ 4 biases) + embedding + output norm (+ head) */
+    CHECK_EQ_INT(fullft_n_tensors(f), 2 * (9 + 4 * bias) + 2 + !tied);
     CHECK_EQ_INT(fullft_tied(f), tied);
     CHECK(fullft_n_params(f) == fullft_count_params(m));
     int64_t want = vocab * TL_D * (tied ? 1 : 2) + TL_D +
                    TL_L * (2 * TL_D + TL_D * (TL_NH + 2 * TL_NKV) * TL_HD + TL_NH * TL_HD * TL_D +
-                           3 * TL_D * TL_FF);
+                           3 * TL_D * TL_FF + bias * (TL_NH * TL_HD + 2 * TL_NKV * TL_HD + TL_D));
     CHECK(fullft_n_params(f) == want);
     CHECK(fullft_find(f, -1, 4 /* TW_W_OUTPUT */) != NULL);
     size_t nf = fullft_n_floats(f);
@@ -144,8 +145,9 @@ static void check_model(int tied) {
         CHECK(err < 2e-2);
     }
     CHECK(fullft_upload(f, FULLFT_PARAM, p0) == TW_OK);
-    printf("full fine-tuning (%s head): %d tensors, %lld parameters, finite differences worst "
-           "relative error %.3g\n", tied ? "tied" : "untied", (int)fullft_n_tensors(f),
+    printf("full fine-tuning (%s head%s): %d tensors, %lld parameters, finite differences worst "
+           "relative error %.3g\n", tied ? "tied" : "untied", bias ? ", biases" : "",
+           (int)fullft_n_tensors(f),
            (long long)fullft_n_params(f), worst);
 
     /* the same bits again, with recompute, at another thread count */
@@ -181,7 +183,7 @@ static void check_model(int tied) {
 
     /* checkpoint round trip */
     char ck[600];
-    snprintf(ck, sizeof ck, "%s/ck%d", tmpdir, tied);
+    snprintf(ck, sizeof ck, "%s/ck%u", tmpdir, flags);
     ckpt_meta meta = {5, 7, {0}, "", "{}"};
     char *cp = NULL;
     CHECK(ckpt_save_full(ck, &meta, f, 2, &cp) == TW_OK);
@@ -211,7 +213,7 @@ static void check_model(int tied) {
     /* the trained GGUF: loads, and its forward gives the trained loss */
     for (int ty = 0; ty < 2; ty++) {
         char out[600];
-        snprintf(out, sizeof out, "%s/trained%d-%d.gguf", tmpdir, tied, ty);
+        snprintf(out, sizeof out, "%s/trained%u-%d.gguf", tmpdir, flags, ty);
         CHECK(fullft_save_gguf(f, path, out, ty ? TW_DTYPE_F16 : TW_DTYPE_F32) == TW_OK);
         tw_model *m2 = NULL;
         CHECK(tw_model_load(out, be, NULL, &m2) == TW_OK);
@@ -251,13 +253,15 @@ static void check_model(int tied) {
 }
 
 static void test_untied(void) { check_model(0); }
-static void test_tied(void) { check_model(1); }
+static void test_tied(void) { check_model(TL_TIED); }
+static void test_biases(void) { check_model(TL_BIAS); }
 
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     CHECK(tw_backend_open("cpu", &be) == TW_OK);
     RUN(test_untied);
     RUN(test_tied);
+    RUN(test_biases);
     CHECK_EQ_INT(tw_backend_mem_stats(be).current_bytes, 0);
     tw_backend_free(be);
     rmdir(tmpdir);
