@@ -18,8 +18,10 @@
  *    "blobs": [{"name": "lora.param", "offset": 0, "nbytes": 12345}, ...], ...}
  * LoRA checkpoints (ckpt_save_lora) add "lora" (lora_config_to_json) and "lora_base" (arch,
  * n_layer, dims, qk_permuted) and store the blobs lora.param, lora.adam_m, lora.adam_v (fp32,
- * the set's regions as they are: lora.h's layout). Gradients are not saved: a step starts by
- * clearing them.
+ * the set's regions as they are: lora.h's layout). Full fine-tuning checkpoints
+ * (ckpt_save_full) add "full" (the trained tensors' names, shapes and offsets) and store
+ * full.param, full.adam_m, full.adam_v (fullft.h's regions). Gradients are not saved: a step
+ * starts by clearing them.
  *
  * Writing goes through tw_afile (temporary + fsync + rename): a crash leaves the previous file.
  * Reading checks the magic, version, every size against the file length, the checksum, the
