@@ -576,15 +576,17 @@ static void diff_quantize_q8a(int avx2) {
 static void diff_matmul(tw_backend *be, int avx2) {
     worst_ratio = 0;
     diff_quantize_q8a(avx2);
-    /* Odd m and n_out (tails of every tile), k of 1, 3, 18 and 48 blocks of 32; K-quants: 1
-     * and 3 blocks of 256. The float types also take a k that is no multiple of 8. */
-    static const int64_t shapes32[][3] = {{1, 32, 1},  {3, 96, 7},   {5, 576, 19},
-                                          {8, 64, 33}, {13, 1536, 5}, {2, 32, 67}};
+    /* Odd m and n_out (tails of every tile), k of 1, 3, 17, 18 and 48 blocks of 32 (matmul_q's
+     * column tiles take the blocks in runs of 16: 17 and 18 leave a tail run; m = 9 leaves a
+     * group of one row); K-quants: 1 and 3 blocks of 256. The float types also take a k that
+     * is no multiple of 8. */
+    static const int64_t shapes32[][3] = {{1, 32, 1},  {3, 96, 7},    {5, 576, 19}, {8, 64, 33},
+                                          {13, 1536, 5}, {2, 32, 67}, {9, 544, 11}};
     static const int64_t shapes256[][3] = {{1, 256, 3}, {5, 768, 9}, {9, 256, 17}};
     for (size_t ti = 0; ti < N_MATMUL_TYPES; ti++) {
         tw_dtype t = matmul_types[ti];
         int kq = tw_dtype_block_size(t) == 256;
-        size_t ns = kq ? 3 : 6;
+        size_t ns = kq ? sizeof shapes256 / sizeof shapes256[0] : sizeof shapes32 / sizeof shapes32[0];
         for (size_t si = 0; si < ns; si++) {
             const int64_t *s = kq ? shapes256[si] : shapes32[si];
             diff_matmul_case(be, t, s[0], s[1], s[2], (int)(si % 2), avx2);
