@@ -102,7 +102,7 @@ AVX2 INLINE void ftile(tw_dtype t, const int MR, const int NR, float *y, int64_t
      * once per 64-byte line (elements per line: 32 of F16/BF16, 16 of F32) */
     const int64_t line = t == TW_DTYPE_F32 ? 16 : 32;
     for (; j + 8 <= k; j += 8) {
-        if (MR == 1 && PREFETCH_F && j % line == 0)
+        if (MR == 1 && PREFETCH_F != 0 && j % line == 0)
 #pragma GCC unroll 4
             for (int c = 0; c < NR; c++)
                 _mm_prefetch((const char *)(w + (size_t)c * rb) + j * (line == 16 ? 4 : 2) + PREFETCH_F,
