@@ -12,7 +12,15 @@
  * ("file:Shares.csv", "file:Articles/Articles/<name>"); a file whose hash is unchanged is not
  * parsed again (NOT_MODIFIED). The state is written after its documents are stored, so a crash
  * half-way through Shares.csv only makes the next run parse it again (its stored posts are then
- * unchanged documents). */
+ * unchanged documents).
+ *
+ * Keys: unlike local folders (crawl_local.c keys by the file's absolute path), an article's
+ * document URL stays "file:Articles/Articles/<name>", shared by every export of one author, on
+ * purpose: a newer export of the same account holds the same articles under the same names
+ * (LinkedIn puts the date and title in the name), so it updates those documents (a new version
+ * when edited) instead of adding a duplicate of each, and an export moved or unpacked elsewhere
+ * finds them too. Posts are keyed by their ShareLink, which is the same in every export. Fetch
+ * states are per source, so two exports never take each other's "unchanged". */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>

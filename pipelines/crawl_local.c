@@ -4,7 +4,15 @@
  * links are not followed (a SKIPPED event says so), so a link cannot take the crawl outside the
  * folder or round a loop. Other files get a SKIPPED event naming their extension.
  *
- * Incremental: a file's fetch state (keyed by its document URL "file:<relative path>") holds
+ * Documents are keyed by wh_local_url(source folder, relative path): "file://" + the file's
+ * absolute path, percent-encoded (RFC 8089), so two folders of one author with the same relative
+ * path (both with a README.md) get two documents, and a folder removed and added again finds its
+ * documents (the key does not name the source). The folder is the source's URL as stored: `twin
+ * source add` resolved it with realpath, and links below it are not followed, so the key is the
+ * file's real path. Events name the same URLs; the document's meta_json "path" is the path
+ * relative to the folder.
+ *
+ * Incremental: a file's fetch state (keyed by its document URL) holds
  * "size=<bytes> mtime=<s>.<ns>" in the etag field and the content's sha256; a file whose size
  * and mtime are unchanged is not read again (NOT_MODIFIED). The state is written after the
  * document, so a crash in between only costs a re-read. */
@@ -24,6 +32,7 @@
 
 typedef struct {
     crawl_run *run;
+    const char *folder; /* the source's URL, for wh_local_url */
     size_t max_bytes;
 } local_crawl;
 
@@ -51,40 +60,34 @@ static char *local_stem(const char *rel) {
     return tw_strndup(base, n);
 }
 
+/* url: wh_local_url of rel (the document's key and the events' URL). */
 static tw_status local_file(local_crawl *lc, const char *full, const char *rel,
-                            const struct stat *sb, const char *type) {
+                            const char *url, const struct stat *sb, const char *type) {
     crawl_run *run = lc->run;
-    tw_sb url;
-    tw_sb_init(&url);
-    tw_sb_printf(&url, "file:%s", rel);
-    if (url.failed) return tw_error(TW_ERR_NOMEM, "crawl local: out of memory");
     tw_status st = TW_OK;
     char stamp[96];
     snprintf(stamp, sizeof stamp, "size=%lld mtime=%lld.%09ld", (long long)sb->st_size,
              (long long)sb->st_mtim.tv_sec, (long)sb->st_mtim.tv_nsec);
     if ((uint64_t)sb->st_size > (uint64_t)lc->max_bytes) {
-        st = crawl_event(run, url.buf, WH_EVENT_SKIPPED, 0, "too large (%lld bytes > %zu)",
+        st = crawl_event(run, url, WH_EVENT_SKIPPED, 0, "too large (%lld bytes > %zu)",
                          (long long)sb->st_size, lc->max_bytes);
         crawl_progress(run);
-        tw_sb_free(&url);
         return st;
     }
     wh_fetch_state fs;
-    st = wh_fetch_state_get(run->ctx->db, run->src->id, url.buf, &fs);
+    st = wh_fetch_state_get(run->ctx->db, run->src->id, url, &fs);
     if (st == TW_ERR_NOT_FOUND) {
         tw_error_clear();
         st = TW_OK;
     }
     if (st) {
-        tw_sb_free(&url);
         return st;
     }
     int same = fs.etag && !strcmp(fs.etag, stamp) && fs.content_hash;
     wh_fetch_state_clear(&fs);
     if (same) {
-        st = crawl_event(run, url.buf, WH_EVENT_NOT_MODIFIED, 0, "same size and mtime");
+        st = crawl_event(run, url, WH_EVENT_NOT_MODIFIED, 0, "same size and mtime");
         crawl_progress(run);
-        tw_sb_free(&url);
         return st;
     }
     char *data = NULL;
@@ -93,19 +96,17 @@ static tw_status local_file(local_crawl *lc, const char *full, const char *rel,
         char msg[320];
         snprintf(msg, sizeof msg, "%s", tw_errmsg());
         tw_error_clear();
-        st = crawl_event(run, url.buf, WH_EVENT_FAILED, 0, "unreadable; %s", msg);
+        st = crawl_event(run, url, WH_EVENT_FAILED, 0, "unreadable; %s", msg);
         crawl_progress(run);
-        tw_sb_free(&url);
         return st;
     }
     if (crawl_bytes_binary(data, len)) {
-        st = crawl_event(run, url.buf, WH_EVENT_SKIPPED, 0, "binary (NUL bytes)");
+        st = crawl_event(run, url, WH_EVENT_SKIPPED, 0, "binary (NUL bytes)");
         crawl_progress(run);
         tw_free(data);
-        tw_sb_free(&url);
         return st;
     }
-    st = crawl_event(run, url.buf, WH_EVENT_FETCHED, 0, NULL);
+    st = crawl_event(run, url, WH_EVENT_FETCHED, 0, NULL);
     char *title = NULL, *published = NULL;
     if (!st && !strcmp(type, "html")) {
         html_doc hd = {0};
@@ -127,7 +128,7 @@ static tw_status local_file(local_crawl *lc, const char *full, const char *rel,
     tw_sb_putc(&meta, '}');
     if (!st && (!title || meta.failed)) st = tw_error(TW_ERR_NOMEM, "crawl local: out of memory");
     if (!st) {
-        wh_doc_in d = {.url = url.buf,
+        wh_doc_in d = {.url = url,
                        .title = title,
                        .published_at = published,
                        .content_type = type,
@@ -141,25 +142,26 @@ static tw_status local_file(local_crawl *lc, const char *full, const char *rel,
         char hex[65];
         tw_sha256(data, len, h);
         tw_hex(h, 32, hex);
-        st = wh_fetch_state_put(run->ctx->db, run->src->id, url.buf, stamp, NULL, hex);
+        st = wh_fetch_state_put(run->ctx->db, run->src->id, url, stamp, NULL, hex);
     }
     tw_free(title);
     tw_free(published);
     tw_free(data);
     tw_sb_free(&meta);
-    tw_sb_free(&url);
     return st;
 }
 
-/* Walks folder full; rel is "file:<its path below the source>", or "" for the root. */
-static tw_status local_walk(local_crawl *lc, const char *full, const char *rel, int depth) {
+/* Walks folder full; rel is its path below the source's folder ("" for the root), url its
+ * wh_local_url (for an event when it cannot be opened). */
+static tw_status local_walk(local_crawl *lc, const char *full, const char *rel, const char *url,
+                            int depth) {
     crawl_run *run = lc->run;
     DIR *d = opendir(full);
     if (!d) {
         if (depth == 0)
             return tw_error(TW_ERR_IO, "local source %s: cannot open the folder: %s", full,
                             strerror(errno));
-        tw_status st = crawl_event(run, rel, WH_EVENT_FAILED, 0,
+        tw_status st = crawl_event(run, url, WH_EVENT_FAILED, 0,
                                    "unreadable; cannot open the folder: %s", strerror(errno));
         crawl_progress(run);
         return st;
@@ -190,41 +192,42 @@ static tw_status local_walk(local_crawl *lc, const char *full, const char *rel, 
     if (n > 1) qsort(names, n, sizeof *names, local_name_cmp);
     for (size_t i = 0; i < n && !st; i++) {
         if (crawl_should_stop(run)) break;
-        tw_sb f, r;
+        tw_sb f, r, u; /* full path, path below the folder, its URL */
         tw_sb_init(&f);
         tw_sb_init(&r);
+        tw_sb_init(&u);
         tw_sb_printf(&f, "%s/%s", full, names[i]);
-        /* r: "file:<relative path>", the event URL; r.buf + 5 is the relative path. */
-        tw_sb_printf(&r, "%s%s%s", *rel ? rel : "file:", *rel ? "/" : "", names[i]);
-        if (f.failed || r.failed) {
+        tw_sb_printf(&r, "%s%s%s", rel, *rel ? "/" : "", names[i]);
+        if (!r.failed) wh_local_url(lc->folder, r.buf, &u);
+        if (f.failed || r.failed || u.failed) {
             st = TW_ERR_NOMEM;
         } else {
             struct stat sb;
             if (lstat(f.buf, &sb) != 0) {
-                st = crawl_event(run, r.buf, WH_EVENT_FAILED, 0, "unreadable; %s",
+                st = crawl_event(run, u.buf, WH_EVENT_FAILED, 0, "unreadable; %s",
                                  strerror(errno));
             } else if (S_ISLNK(sb.st_mode)) {
-                st = crawl_event(run, r.buf, WH_EVENT_SKIPPED, 0,
+                st = crawl_event(run, u.buf, WH_EVENT_SKIPPED, 0,
                                  "symlink (links are not followed)");
                 crawl_progress(run);
             } else if (S_ISDIR(sb.st_mode)) {
                 if (depth + 1 >= LOCAL_MAX_DEPTH) {
-                    st = crawl_event(run, r.buf, WH_EVENT_SKIPPED, 0,
+                    st = crawl_event(run, u.buf, WH_EVENT_SKIPPED, 0,
                                      "too deep (more than %d folders)", LOCAL_MAX_DEPTH);
                     crawl_progress(run);
                 } else {
-                    st = local_walk(lc, f.buf, r.buf, depth + 1);
+                    st = local_walk(lc, f.buf, r.buf, u.buf, depth + 1);
                 }
             } else if (!S_ISREG(sb.st_mode)) {
-                st = crawl_event(run, r.buf, WH_EVENT_SKIPPED, 0, "not a regular file");
+                st = crawl_event(run, u.buf, WH_EVENT_SKIPPED, 0, "not a regular file");
                 crawl_progress(run);
             } else {
                 const char *type = local_content_type(names[i]);
                 if (type) {
-                    st = local_file(lc, f.buf, r.buf + 5, &sb, type);
+                    st = local_file(lc, f.buf, r.buf, u.buf, &sb, type);
                 } else {
                     const char *dot = strrchr(names[i], '.');
-                    st = crawl_event(run, r.buf, WH_EVENT_SKIPPED, 0,
+                    st = crawl_event(run, u.buf, WH_EVENT_SKIPPED, 0,
                                      "not a text file (%s; twin reads .md .markdown .txt .html "
                                      ".htm)",
                                      dot && dot != names[i] ? dot : "no extension");
@@ -234,6 +237,7 @@ static tw_status local_walk(local_crawl *lc, const char *full, const char *rel, 
         }
         tw_sb_free(&f);
         tw_sb_free(&r);
+        tw_sb_free(&u);
     }
     for (size_t i = 0; i < n; i++) tw_free(names[i]);
     tw_free(names);
@@ -253,9 +257,15 @@ tw_status crawl_local_run(crawl_run *run) {
     size_t l = strlen(r);
     while (l > 1 && r[l - 1] == '/') r[--l] = 0;
     local_crawl lc = {.run = run,
+                      .folder = run->src->url,
                       .max_bytes = run->ctx->max_file_bytes ? run->ctx->max_file_bytes
                                                             : (size_t)1 << 20};
-    tw_status st = local_walk(&lc, r, "", 0);
+    tw_sb u;
+    tw_sb_init(&u);
+    wh_local_url(lc.folder, "", &u);
+    tw_status st = u.failed ? tw_error(TW_ERR_NOMEM, "crawl local: out of memory")
+                            : local_walk(&lc, r, "", u.buf, 0);
+    tw_sb_free(&u);
     tw_free(r);
     return st;
 }

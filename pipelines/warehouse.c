@@ -186,6 +186,36 @@ static const char *const wh_migrations[] = {
     "  loss REAL,"
     "  metrics_json TEXT NOT NULL DEFAULT '{}',"
     "  PRIMARY KEY(run_id, step, split)) WITHOUT ROWID;",
+    /* 3: local documents keyed by folder, "file:<rel>" -> wh_local_url(source folder, rel), so
+     * two folders of one author with the same relative path stop sharing one document. Only
+     * sources of platform local with an absolute folder (local_v3; twin_local_url gives NULL
+     * otherwise: a relative folder's keys and states are left as they are) and only keys of the old form (a relative path never starts with '/', so an old key never
+     * starts with "file://", and no new key can collide with an old one). Documents keep their
+     * id (versions, cleaned text, chunks and embeddings stay). A fetch state moves with its key
+     * only when its source's document under that key holds the content it remembers: where two
+     * folders shared a key, the document holds one folder's text and the other folder's state
+     * would otherwise call its file unchanged for good; without its state that file is read
+     * again on the next crawl. Documents of a removed source (source_id NULL) keep the old
+     * key: their folder is unknown. crawl_events keep the URLs they were logged with. */
+    "CREATE TEMP TABLE local_v3(id INTEGER PRIMARY KEY, folder TEXT NOT NULL);"
+    "INSERT INTO local_v3 SELECT id, url FROM sources"
+    " WHERE platform = 'local' AND twin_local_url(url, '') IS NOT NULL;"
+    "DELETE FROM fetch_state"
+    " WHERE substr(url, 1, 5) = 'file:' AND substr(url, 1, 7) <> 'file://'"
+    "   AND source_id IN (SELECT id FROM local_v3)"
+    "   AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.source_id = fetch_state.source_id"
+    "                   AND d.url = fetch_state.url AND d.content_hash = fetch_state.content_hash);"
+    "UPDATE fetch_state"
+    "   SET url = twin_local_url((SELECT folder FROM local_v3 WHERE id = fetch_state.source_id),"
+    "                            substr(url, 6))"
+    " WHERE substr(url, 1, 5) = 'file:' AND substr(url, 1, 7) <> 'file://'"
+    "   AND source_id IN (SELECT id FROM local_v3);"
+    "UPDATE documents"
+    "   SET url = twin_local_url((SELECT folder FROM local_v3 WHERE id = documents.source_id),"
+    "                            substr(url, 6))"
+    " WHERE platform = 'local' AND substr(url, 1, 5) = 'file:' AND substr(url, 1, 7) <> 'file://'"
+    "   AND source_id IN (SELECT id FROM local_v3);"
+    "DROP TABLE local_v3;",
 };
 #define WH_SCHEMA_VERSION ((int)(sizeof wh_migrations / sizeof wh_migrations[0]))
 
@@ -647,6 +677,65 @@ tw_status wh_interval_parse(const char *s, int64_t *seconds) {
     return TW_OK;
 }
 
+/* ---- local document URLs ------------------------------------------------------------------- */
+
+/* The folder of a local source's URL: without "file://" / "file:" and trailing slashes ("/"
+ * stays "/"); *n its length. */
+static const char *local_folder(const char *folder, size_t *n) {
+    if (!strncmp(folder, "file://", 7)) folder += 7;
+    else if (!strncmp(folder, "file:", 5)) folder += 5;
+    size_t l = strlen(folder);
+    while (l > 1 && folder[l - 1] == '/') l--;
+    *n = l;
+    return folder;
+}
+
+/* Appends p[0..n) with every byte outside pchar and '/' as %XX (RFC 3986, 3.3). */
+static void local_url_encode(tw_sb *out, const char *p, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c && strchr("-._~!$&'()*+,;=:@/", c))) {
+            tw_sb_putc(out, (char)c);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            tw_sb_append(out, e, 3);
+        }
+    }
+}
+
+void wh_local_url(const char *folder, const char *rel, tw_sb *out) {
+    size_t n;
+    const char *f = local_folder(folder ? folder : "", &n);
+    tw_sb_puts(out, f[0] == '/' ? "file://" : "file:");
+    local_url_encode(out, f, n);
+    if (!(n && f[n - 1] == '/')) tw_sb_putc(out, '/');
+    local_url_encode(out, rel ? rel : "", rel ? strlen(rel) : 0);
+}
+
+/* SQL twin_local_url(folder, rel) for migration 3: wh_local_url, or NULL when the folder is not
+ * an absolute path (or an argument is NULL). */
+static void sql_local_url(sqlite3_context *cx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    const char *folder = (const char *)sqlite3_value_text(argv[0]);
+    const char *rel = (const char *)sqlite3_value_text(argv[1]);
+    size_t n;
+    if (!folder || !rel || local_folder(folder, &n)[0] != '/') {
+        sqlite3_result_null(cx);
+        return;
+    }
+    tw_sb sb;
+    tw_sb_init(&sb);
+    wh_local_url(folder, rel, &sb);
+    if (sb.failed) {
+        sqlite3_result_error_nomem(cx);
+    } else {
+        sqlite3_result_text64(cx, sb.buf, sb.len, SQLITE_TRANSIENT, SQLITE_UTF8);
+    }
+    tw_sb_free(&sb);
+}
+
 /* ---- open, migrate, close ------------------------------------------------------------------ */
 
 static tw_status wh_migrate(wh_db *db) {
@@ -743,6 +832,12 @@ tw_status wh_open(const char *path, wh_db **out) {
     }
     /* NORMAL is crash-safe in WAL mode (a power loss may only lose the last commits). */
     if (!st) st = wh_exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL", "pragmas");
+    if (!st) {
+        rc = sqlite3_create_function(db->sql, "twin_local_url", 2,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_local_url,
+                                     NULL, NULL);
+        if (rc != SQLITE_OK) st = wh_fail(db, rc, "registering twin_local_url");
+    }
     if (!st) st = wh_migrate(db);
     if (st) {
         wh_close(db);

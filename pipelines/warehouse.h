@@ -36,6 +36,9 @@
  *   run_steps(run_id, step, loss, lr, grad_norm, tokens_per_s, mem_bytes, at,
  *             PRIMARY KEY(run_id, step))
  *   run_evals(run_id, step, split, loss, metrics_json, PRIMARY KEY(run_id, step, split))
+ * Version 3 keys local documents by folder (wh_local_url): the documents and fetch states of
+ * each local source move from "file:<relative path>" to "file://<absolute path>" (see
+ * wh_migrate_local_urls in warehouse.c); no table changes.
  * Timestamps are seconds since the Unix epoch (REAL, wall clock); dates of publication are
  * ISO 8601 text ("2024-05-01" or "2024-05-01T10:00:00Z") as the source gave them, normalised.
  *
@@ -229,10 +232,22 @@ tw_status wh_run_each_event(wh_db *db, int64_t run_id, wh_event_fn fn, void *ctx
 
 /* ---- documents ---------------------------------------------------------------------------- */
 
+/* The document URL of the file at path rel (relative, '/'-separated, no "." or ".." parts)
+ * below the folder of a local source whose stored URL is folder (an absolute path, as
+ * `twin source add` stores it; a leading "file://" or "file:" and trailing slashes are
+ * ignored): an RFC 8089 file URI "file://" + the absolute path, each byte outside RFC 3986's
+ * pchar set (unreserved, sub-delims, ':' and '@') and '/' percent-encoded (%XX, upper case hex;
+ * so non-ASCII names are encoded too: the URI is plain ASCII whatever the bytes of the name).
+ * Unique per folder and stable across crawls (it depends on the path, not on the source id: a
+ * folder removed and added again finds the same documents). A relative folder (only through
+ * this API) gives "file:" + the encoded relative path. Appends to *out; out->failed on OOM.
+ * Pure; thread-safe. Schema version 3 rewrote the older keys "file:<rel>" to this form. */
+void wh_local_url(const char *folder, const char *rel, tw_sb *out);
+
 /* What a crawler found. All strings are read during the call only. */
 typedef struct {
     int64_t source_id;
-    const char *url;          /* canonical URL (or "file:<path relative to the source>") */
+    const char *url;          /* canonical URL; local files: wh_local_url ("file:///...") */
     const char *title;        /* may be NULL */
     const char *published_at; /* ISO 8601, may be NULL */
     const char *content_type; /* "html" (a whole page: cleaning extracts its main content),

@@ -44,7 +44,9 @@ rc=$?
 check "clean exits 0" test $rc -eq 0
 check "clean summary" grep -qx "clean: 5 documents: 3 cleaned, 0 unchanged, 1 exact duplicates, 1 near duplicates, 0 failed" "$tmp/out"
 check "clean progress on stderr" grep -q "clean \[5/5\]" "$tmp/err"
-id_of() { q "select id from documents where url = 'file:$1'"; }
+# Local documents are keyed by "file://" + the file's real path (crawl_local.c).
+src_url="file://$(realpath "$tmp/src")"
+id_of() { q "select id from documents where url = '$src_url/$1'"; }
 orig=$(id_of essay-on-tools.md); repost=$(id_of essay-on-tools-repost.md)
 notes=$(id_of field-notes.txt); draft=$(id_of field-notes-draft.txt)
 html=$(id_of announcement.html)

@@ -39,7 +39,7 @@ static void test_migration(void) {
     wh_db *db = NULL;
     CHECK(wh_open(to, &db) == TW_OK);
     if (!db) return;
-    CHECK_EQ_INT(wh_schema_version(db), 2);
+    CHECK_EQ_INT(wh_schema_version(db), 3);
     CHECK(wh_integrity_check(db) == TW_OK);
     int64_t author = 0, n = 0;
     CHECK(wh_author_find(db, "ada", &author) == TW_OK);
@@ -61,7 +61,7 @@ static void test_migration(void) {
     wh_close(db);
     /* and again: already at version 2, nothing to do */
     CHECK(wh_open(to, &db) == TW_OK);
-    CHECK_EQ_INT(wh_schema_version(db), 2);
+    CHECK_EQ_INT(wh_schema_version(db), 3);
     wh_close(db);
 }
 
@@ -104,7 +104,7 @@ static void test_api(void) {
     wh_db *db = NULL;
     CHECK(wh_open(path, &db) == TW_OK);
     if (!db) return;
-    CHECK_EQ_INT(wh_schema_version(db), 2);
+    CHECK_EQ_INT(wh_schema_version(db), 3);
     wh_trun_in in = {.name = "smol-sft", .kind = "sft", .config_json = "{\"lr\":0.0002}",
                      .base_model = "models/smollm2.gguf", .base_hash = "abc", .dataset = "ds-v1",
                      .dataset_hash = "def", .code_version = "0.1.0", .host = "box"};

@@ -58,7 +58,7 @@ static wh_doc_in doc_in(int64_t source_id, const char *url, const char *content)
 
 static void test_open_and_schema(void) {
     wh_db *db = fresh_db("open.db");
-    CHECK_EQ_INT(wh_schema_version(db), 2); /* 2: training runs (test_trun) */
+    CHECK_EQ_INT(wh_schema_version(db), 3); /* 2: training runs (test_trun), 3: local keys */
     CHECK_EQ_INT(wh_integrity_check(db), TW_OK);
     int64_t a;
     CHECK_EQ_INT(wh_author_ensure(db, "ada", &a), TW_OK);
@@ -72,7 +72,7 @@ static void test_open_and_schema(void) {
     int64_t b = 0;
     CHECK_EQ_INT(wh_author_find(db, "ada", &b), TW_OK);
     CHECK_EQ_INT(b, a);
-    CHECK_EQ_INT(wh_schema_version(db), 2);
+    CHECK_EQ_INT(wh_schema_version(db), 3);
     wh_close(db);
 
     /* A file that is not SQLite. */
@@ -108,7 +108,7 @@ static void test_open_and_schema(void) {
     CHECK(db == NULL);
     CHECK(strstr(tw_errmsg(), p) != NULL);
     CHECK(strstr(tw_errmsg(), "99") != NULL);
-    CHECK(strstr(tw_errmsg(), "version 2") != NULL);
+    CHECK(strstr(tw_errmsg(), "version 3") != NULL);
 
     /* Another application's SQLite file (tables, no twin application id). Made with a twin
      * database whose application_id (byte 68) is overwritten. */
