@@ -251,7 +251,12 @@ tw_status nf4_quantize(const float *x, uint64_t n, int double_quant, nf4_tensor 
     }
     memset(t.q, 0, (size_t)nq);
 
-    for (uint64_t b = 0; b < nb; b++) {
+    /* blocks are independent and own whole bytes of q (64 elements from an even index), so
+     * threads split them without changing a bit */
+    const long long nbl = (long long)nb;
+#pragma omp parallel for schedule(static) num_threads(tw_threads_get()) if (nbl >= 1024)
+    for (long long bi = 0; bi < nbl; bi++) {
+        uint64_t b = (uint64_t)bi;
         uint64_t s = b * NF4_BLOCK, len = n - s < NF4_BLOCK ? n - s : NF4_BLOCK;
         float am = block_absmax(x + s, (size_t)len);
         absmax[b] = am;

@@ -83,7 +83,8 @@ typedef struct {
 /* Quantizes x (n) into *out (zeroed first; the caller frees it with nf4_tensor_free).
  * double_quant: 1 for QLoRA's double quantization, 0 to keep float32 absmax values.
  * TW_ERR_ARG for n == 0, a NULL x, or a NaN/inf element (the message names its index);
- * TW_ERR_NOMEM. Nothing is allocated on failure. */
+ * TW_ERR_NOMEM. Nothing is allocated on failure. Tensors of 1024 blocks or more are split over
+ * tw_threads_get() OpenMP threads (the bytes do not depend on the count). */
 tw_status nf4_quantize(const float *x, uint64_t n, int double_quant, nf4_tensor *out);
 void nf4_tensor_free(nf4_tensor *t); /* NULL or a zeroed struct is a no-op; zeroes it */
 

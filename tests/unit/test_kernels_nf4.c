@@ -1,5 +1,6 @@
 /* test_kernels_nf4.c: NF4 weights in the op table (kernels.h, TW_DTYPE_NF4):
- *   - the layout's sizes and refusals; nf4_tensor_pack's refusals;
+ *   - the layout's sizes and refusals; nf4_tensor_pack's refusals; nf4_quantize gives the same
+ *     bytes with 1 and 3 threads;
  *   - the dequantizer (portable and AVX2, row ranges, a column range) has the bits of
  *     nf4_dequantize (engine/nf4.c, itself checked against bitsandbytes' numbers), and so has
  *     the reference's own reading of the layout (one-hot rows of x pick single weights);
@@ -79,6 +80,26 @@ static void test_layout(void) {
     CHECK(nf4_tensor_pack(&t, 2, 128, buf, L.bytes - 1) == TW_ERR_ARG);
     nf4_tensor_free(&t);
     nf4_tensor_free(&t1);
+}
+
+/* nf4_quantize splits large tensors over threads: the same bytes with 1 and 3 threads. */
+static void test_quantize_threads(void) {
+    const uint64_t n = 1500 * 64 + 40; /* 1501 blocks: the threaded path, a short last block */
+    float *x = kin_floats((int64_t)n);
+    kin_fill(&rng, x, (int64_t)n, 3.0f);
+    nf4_tensor a, b;
+    int saved = tw_threads_get();
+    tw_threads_set(1);
+    CHECK(nf4_quantize(x, n, 1, &a) == TW_OK);
+    tw_threads_set(3);
+    CHECK(nf4_quantize(x, n, 1, &b) == TW_OK);
+    tw_threads_set(saved);
+    CHECK(memcmp(a.q, b.q, (size_t)(n + 1) / 2) == 0);
+    CHECK(memcmp(a.qabsmax, b.qabsmax, (size_t)a.n_blocks) == 0);
+    CHECK(memcmp(a.absmax2, b.absmax2, (size_t)a.n_blocks2 * 4) == 0);
+    CHECK(memcmp(&a.offset, &b.offset, 4) == 0);
+    nf4_tensor_free(&a), nf4_tensor_free(&b);
+    tw_free(x);
 }
 
 static void test_dequantize_bits(void) {
@@ -324,6 +345,7 @@ static void test_gguf_refuses(void) {
 
 int main(void) {
     RUN(test_layout);
+    RUN(test_quantize_threads);
     RUN(test_dequantize_bits);
     RUN(test_matmul);
     RUN(test_matmul_dx);
