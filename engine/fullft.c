@@ -1,8 +1,11 @@
-/* fullft.c: full fine-tuning's trainable weights (fullft.h): fp32 copies of a llama-family
- * model's weights in one backend buffer of four regions, and the trained GGUF.
+/* fullft.c: full fine-tuning's trainable weights (fullft.h): fp32 copies of a llama-family or
+ * GPT-2 model's weights in one backend buffer of four regions, and the trained GGUF.
  *
  * Reads the loaded model's layout (model_impl.h: the architecture's weight table gives every
- * weight's role and GGUF name), as train.c does. */
+ * weight's role and GGUF name), as train.c does. GPT-2's table names the fused attn_qkv
+ * (TW_W_QKV, TW_W_QKV_B), which is what the set holds and saves; its Q/K/V roles, which the
+ * step multiplies with, are views of the fused tensor's row ranges (the set's `v`), as the
+ * loader's are of the model's (model.c). */
 #include "fullft.h"
 
 #include <string.h>
@@ -17,6 +20,8 @@ struct fullft_set {
     tw_buffer *buf;
     fullft_tensor *t; /* (n) */
     int32_t n;
+    fullft_tensor *v; /* (nv) GPT-2: per layer Q, K, V and their biases inside the fused ones */
+    int32_t nv;
     int tied;
     size_t n_floats;
     int64_t n_params;
@@ -28,6 +33,13 @@ static int is_llama(const tw_model *m) {
     return m->arch->norm == TW_NORM_RMS && m->arch->ffn == TW_FFN_SWIGLU && !m->arch->learned_pos &&
            !m->arch->encoder_only;
 }
+
+/* The architectures train.c's step covers (its trainer_make tests the same). */
+static int is_gpt2(const tw_model *m) {
+    return m->arch->norm == TW_NORM_LAYER && m->arch->ffn == TW_FFN_GELU && m->arch->learned_pos &&
+           !m->arch->encoder_only;
+}
+static int trainable(const tw_model *m) { return is_llama(m) || is_gpt2(m); }
 
 static const tw_weight *model_w(const tw_model *m, int32_t layer, int role) {
     return role < TW_W_LAYER_FIRST ? &m->g[role] : tw_layer_w(m, layer, (tw_wrole)role);
@@ -62,7 +74,7 @@ static void count_fn(void *ctx, const tw_wdesc *wd, int32_t layer, const tw_weig
 }
 
 int64_t fullft_count_params(const tw_model *m) {
-    if (!is_llama(m)) return -1;
+    if (!trainable(m)) return -1;
     int64_t n = 0;
     for_each_weight(m, count_fn, &n);
     return n;
@@ -86,11 +98,39 @@ static void layout_fn(void *ctx, const tw_wdesc *wd, int32_t layer, const tw_wei
     c->s->n_params += w->ne0 * w->ne1;
 }
 
+/* The views of every fused attn_qkv in the set (none for the llama family, whose table names
+ * Q, K and V): Q rows [0, nq), K [nq, nq + nkv), V [nq + nkv, nq + 2 nkv) of the weight
+ * (ne0 = n_embd floats a row) and the same ranges of the bias. A view's name is the fused
+ * tensor's; it is found by fullft_find only, not listed by fullft_tensor_at. */
+static void add_qkv_views(fullft_set *s) {
+    const tw_model_hparams *hp = &s->m->hp;
+    const int64_t nq = (int64_t)hp->n_head * hp->head_dim, nkv = (int64_t)hp->n_kv_head * hp->head_dim;
+    const int64_t start[3] = {0, nq, nq + nkv}, rows[3] = {nq, nkv, nkv};
+    static const int wrole[3] = {TW_W_Q, TW_W_K, TW_W_V}, brole[3] = {TW_W_Q_B, TW_W_K_B, TW_W_V_B};
+    for (int32_t i = 0; i < s->n; i++) {
+        const fullft_tensor *f = &s->t[i];
+        if (f->role != TW_W_QKV && f->role != TW_W_QKV_B) continue;
+        const int bias = f->role == TW_W_QKV_B;
+        for (int j = 0; j < 3; j++) {
+            fullft_tensor *v = &s->v[s->nv++];
+            *v = *f;
+            v->role = bias ? brole[j] : wrole[j];
+            if (bias) {
+                v->ne0 = rows[j];
+                v->off = f->off + (size_t)start[j];
+            } else {
+                v->ne1 = rows[j];
+                v->off = f->off + (size_t)(start[j] * f->ne0);
+            }
+        }
+    }
+}
+
 tw_status fullft_set_new(tw_model *m, fullft_set **out) {
     *out = NULL;
-    if (!is_llama(m))
-        return tw_error(TW_ERR_UNSUPPORTED, "full fine-tuning: %s: architecture '%s' is not of "
-                        "the llama family", m->path, m->arch->name);
+    if (!trainable(m))
+        return tw_error(TW_ERR_UNSUPPORTED, "full fine-tuning: %s: architecture '%s' is neither "
+                        "of the llama family nor GPT-2", m->path, m->arch->name);
     int64_t np = fullft_count_params(m);
     if (np > FULLFT_MAX_PARAMS)
         return tw_error(TW_ERR_RUNTIME, "full fine-tuning: %s has %lld trainable parameters; it "
@@ -101,7 +141,8 @@ tw_status fullft_set_new(tw_model *m, fullft_set **out) {
     fullft_set *s = tw_calloc(1, sizeof *s);
     int cap = m->arch->n_weights * (int)(m->hp.n_layer + 1);
     if (s) s->t = tw_calloc((size_t)cap, sizeof *s->t);
-    if (!s || !s->t) {
+    if (s) s->v = tw_calloc((size_t)(6 * m->hp.n_layer + 1), sizeof *s->v);
+    if (!s || !s->t || !s->v) {
         fullft_set_free(s);
         return tw_error(TW_ERR_NOMEM, "full fine-tuning: out of memory");
     }
@@ -111,6 +152,7 @@ tw_status fullft_set_new(tw_model *m, fullft_set **out) {
     layout_ctx lc = {s, 0};
     for_each_weight(m, layout_fn, &lc);
     s->n_floats = lc.off;
+    add_qkv_views(s);
     tw_status st = tw_buffer_alloc(s->be, s->n_floats * FULLFT_N_REGIONS * sizeof(float), &s->buf);
     if (st) {
         fullft_set_free(s);
@@ -155,6 +197,7 @@ void fullft_set_free(fullft_set *s) {
     if (!s) return;
     tw_buffer_free(s->buf);
     tw_free(s->t);
+    tw_free(s->v);
     tw_free(s);
 }
 
@@ -170,6 +213,8 @@ const fullft_tensor *fullft_find(const fullft_set *s, int32_t layer, int role) {
     if (role == TW_W_OUTPUT && s->tied) role = TW_W_TOK_EMBD;
     for (int32_t i = 0; i < s->n; i++)
         if (s->t[i].layer == layer && s->t[i].role == role) return &s->t[i];
+    for (int32_t i = 0; i < s->nv; i++)
+        if (s->v[i].layer == layer && s->v[i].role == role) return &s->v[i];
     return NULL;
 }
 

@@ -1,7 +1,13 @@
 /* fullft.h: the trainable weights of full fine-tuning (twin train --full) of a llama-family
- * model: an fp32 copy of every weight the forward uses (token embedding, every norm, every
- * projection and bias, the LM head when it is not tied to the embedding), with gradients and
- * AdamW moments, on the model's backend; and the trained model written as a GGUF.
+ * or GPT-2 model: an fp32 copy of every weight the forward uses (token embedding, GPT-2's
+ * learned positions, every norm (LayerNorm weights and biases), every projection and bias,
+ * the LM head when it is not tied to the embedding), with gradients and AdamW moments, on the
+ * model's backend; and the trained model written as a GGUF.
+ *
+ * GPT-2's fused attention input projection (c_attn: blk.N.attn_qkv weight and bias, q rows
+ * then k then v) is one tensor of the set, saved as such; fullft_find's TW_W_Q/K/V (and _B)
+ * of a GPT-2 layer are views of its row ranges, so the gradients of the three projections land
+ * in the matching rows of the one fused gradient.
  *
  * A quantized base is dequantized once (tw_dequantize_row, ggml's dequantizers), so training
  * starts from exactly the values the quantized forward multiplies with. RoPE frequency factors
@@ -15,8 +21,8 @@
  * updates every weight. That is 16 bytes per parameter, plus the trainer's host copy of the
  * gradient (4 more) and the activations: FULLFT_MAX_PARAMS bounds what is accepted.
  *
- * Errors: TW_ERR_UNSUPPORTED (an architecture other than the llama family, a weight type that
- * cannot be dequantized), TW_ERR_RUNTIME (more than FULLFT_MAX_PARAMS parameters: the message
+ * Errors: TW_ERR_UNSUPPORTED (an architecture other than the llama family and GPT-2, a weight
+ * type that cannot be dequantized), TW_ERR_RUNTIME (more than FULLFT_MAX_PARAMS parameters: the message
  * names the count and the memory it would need), TW_ERR_NOMEM, TW_ERR_IO / TW_ERR_FORMAT
  * (files), backend errors.
  *
@@ -72,7 +78,9 @@ size_t fullft_n_floats(const fullft_set *s);
 int32_t fullft_n_tensors(const fullft_set *s);
 const fullft_tensor *fullft_tensor_at(const fullft_set *s, int32_t i);
 /* The tensor of (layer, role) (layer -1 for model-wide roles); NULL when not trained. A tied
- * head: role TW_W_OUTPUT gives the token embedding's tensor. */
+ * head: role TW_W_OUTPUT gives the token embedding's tensor. GPT-2: TW_W_Q, TW_W_K, TW_W_V
+ * and their biases give views of the layer's fused attn_qkv (its name, the range's shape and
+ * offset), which fullft_tensor_at does not list; TW_W_QKV(_B) gives the fused tensor. */
 const fullft_tensor *fullft_find(const fullft_set *s, int32_t layer, int role);
 /* 1 when the LM head is the token embedding. */
 int fullft_tied(const fullft_set *s);

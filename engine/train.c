@@ -84,9 +84,6 @@ static tw_status trainer_make(tw_model *m, lora_set *s, fullft_set *f, const tra
         return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: architecture '%s' is neither of the "
                         "llama family (RMSNorm, rotary positions, SwiGLU) nor GPT-2", m->path,
                         m->arch->name);
-    if (f && !llama)
-        return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: full fine-tuning covers the llama "
-                        "family only, not '%s'", m->path, m->arch->name);
     if (f && (fullft_n_tensors(f) < 1 || fullft_find(f, -1, TW_W_TOK_EMBD) == NULL ||
               fullft_find(f, (int32_t)hp->n_layer - 1, TW_W_Q) == NULL))
         return tw_error(TW_ERR_ARG, "trainer: the full fine-tuning weights were not made for %s",
@@ -479,7 +476,7 @@ tw_status trainer_backward(trainer *t) {
             if (t->recompute) TRY(trainer_gpt2_layer_fwd(t, l, 0));
             TRY(trainer_gpt2_layer_bwd(t, l, t->recompute ? 0 : l));
         }
-        return TW_OK;
+        return trainer_gpt2_embed_bwd(t);
     }
     TRY(tw_op_rmsnorm_bwd(t->be, bref(t, B_DX, 0, 0), trainer_gw(t, -1, TW_W_OUT_NORM),
                           bref(t, B_DHF, 0, 0), xref(t, t->L), norm_w(t, -1, TW_W_OUT_NORM), t->n,

@@ -46,7 +46,7 @@
  * nothing here: its matmuls dequantize chunks of rows inside the op (kernels.h, NF4 weights).
  *
  * Limits (TW_ERR_UNSUPPORTED): architectures other than the llama family and GPT-2 (full
- * fine-tuning: the llama family only).
+ * fine-tuning covers both).
  *
  * Thread safety: a trainer belongs to its model's backend thread; one call at a time.
  */
@@ -81,13 +81,15 @@ typedef struct {
 tw_status trainer_new(tw_model *m, lora_set *s, const trainer_opts *o, trainer **out);
 void trainer_free(trainer *t); /* NULL is a no-op */
 
-/* Full fine-tuning (fullft.h): a trainer for model m (llama family) that trains every weight
- * of f (made from m; both must outlive the trainer) instead of adapters: the forward reads f's
- * fp32 weights, the backward adds each weight's gradient to f's GRAD region (matmul_dw with
- * the bias, rmsnorm_bwd's dw, the head's dW from xent, the embedding's scatter from
- * embed_bwd; a tied table receives both of the last two) and trainer_step runs AdamW over f.
- * trainer_set_lora_enabled has no effect; trainer_ref_logps uses the current weights (call it
- * before the first step for DPO's references). TW_ERR_UNSUPPORTED for GPT-2. */
+/* Full fine-tuning (fullft.h): a trainer for model m (llama family or GPT-2) that trains every
+ * weight of f (made from m; both must outlive the trainer) instead of adapters: the forward
+ * reads f's fp32 weights, the backward adds each weight's gradient to f's GRAD region
+ * (matmul_dw with the bias, rmsnorm_bwd's dw, layernorm_bwd's dw and db, the head's dW from
+ * xent, the embedding's scatter from embed_bwd, GPT-2's learned positions' too; a tied table
+ * receives both the head's and the embedding's; GPT-2's q, k, v gradients land in their rows
+ * of the fused attn_qkv) and trainer_step runs AdamW over f. trainer_set_lora_enabled has no
+ * effect; trainer_ref_logps uses the current weights (call it before the first step for DPO's
+ * references). */
 tw_status trainer_new_full(tw_model *m, fullft_set *f, const trainer_opts *o, trainer **out);
 
 /* Bytes of the trainer's activation buffer. */

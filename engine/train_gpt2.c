@@ -16,14 +16,19 @@
  *   U = gelu_tanh(G)                             (GPT-2's GELU)     (n, ff)  S_U
  *   X(l+1) = XM + proj_down(U)                   (mlp.c_proj)       (n, d)
  *   HF = layernorm(XL) * ln_f.w + ln_f.b;  loss = xent(HF . W_out^T)  (train.c)
- * The norms' weights, the embeddings and the head are frozen: only the LoRA adapters of q, k,
- * v, o, up, down are trained (GPT-2 has no gate).
+ * With LoRA the norms' weights, the embeddings and the head are frozen: only the adapters of
+ * q, k, v, o, up, down are trained (GPT-2 has no gate). In full fine-tuning (trainer_new_full)
+ * every weight is read through trainer_w (f32 copies; q, k, v are row ranges of the fused
+ * c_attn, fullft.h) and gets its gradient through trainer_gw: the projections' and their
+ * biases' in trainer_proj_bwd, the LayerNorms' dw and db from layernorm_bwd, the head's from
+ * xent (train.c), both embedding tables' from embed_bwd (a tied wte gets the head's too).
  *
  * Backward (reverse; B_DX holds dL/dX(l+1) on entry):
  *   DU = dX(l+1) . down; DG = gelu'(G) * DU; DH = DG . up; DXM = dX(l+1) + ln_2'(DH)
  *   DATT = DXM . o; DQ, DK, DV = attn_seg'(DATT); DH = DQ.q + DK.k + DV.v;
  *   dXl = DXM + ln_1'(DH)
- * with the LoRA gradients accumulated by trainer_proj_bwd. Scratch: B_DS = DU, B_DG = DG. */
+ * with the LoRA (or full) gradients accumulated by trainer_proj_bwd. Scratch: B_DS = DU,
+ * B_DG = DG. After layer 0: d wte[ids] += dX0, d wpe[pos] += dX0 (full fine-tuning). */
 #include <math.h>
 
 #include "train_impl.h"
@@ -34,12 +39,13 @@
         if (_st != TW_OK) return _st;                                                         \
     } while (0)
 
-static tw_ref lw(const trainer *t, int64_t l, tw_wrole role) {
-    return tw_layer_w(t->m, (int32_t)l, role)->ref;
-}
+/* The weight (a norm's) of role in layer l (-1: model-wide) as the step reads it, and its
+ * gradient (none: frozen). */
+static tw_ref lw(const trainer *t, int64_t l, tw_wrole role) { return trainer_w(t, l, role)->ref; }
+static tw_ref lg(const trainer *t, int64_t l, tw_wrole role) { return trainer_gw(t, l, role); }
 
 tw_status trainer_gpt2_embed(trainer *t) {
-    const tw_weight *te = &t->m->g[TW_W_TOK_EMBD], *pe = &t->m->g[TW_W_POS_EMBD];
+    const tw_weight *te = trainer_w(t, -1, TW_W_TOK_EMBD), *pe = trainer_w(t, -1, TW_W_POS_EMBD);
     const int64_t n = t->n, d = t->d;
     tw_ref X0 = xref(t, 0), P = bref(t, B_T1, 0, 0); /* (n, d) each */
     TRY(tw_op_get_rows(t->be, X0, te->ref, te->type, te->ne1, bref(t, B_IDS, 0, 0), n, d));
@@ -47,17 +53,28 @@ tw_status trainer_gpt2_embed(trainer *t) {
     return tw_op_add(t->be, X0, X0, P, n * d);
 }
 
+/* d wte[ids] += dX0 and d wpe[pos] += dX0, dX0 = B_DX (n, d); the tables' gradients are
+ * (n_vocab, d) and (n_ctx_train, d). Nothing when they are frozen (LoRA). */
+tw_status trainer_gpt2_embed_bwd(trainer *t) {
+    const tw_ref ge = lg(t, -1, TW_W_TOK_EMBD), gp = lg(t, -1, TW_W_POS_EMBD);
+    const tw_ref DX = bref(t, B_DX, 0, 0);
+    if (ge.buf)
+        TRY(tw_op_embed_bwd(t->be, ge, DX, bref(t, B_IDS, 0, 0), t->vocab, t->n, t->d));
+    if (gp.buf)
+        TRY(tw_op_embed_bwd(t->be, gp, DX, bref(t, B_POS, 0, 0),
+                            trainer_w(t, -1, TW_W_POS_EMBD)->ne1, t->n, t->d));
+    return TW_OK;
+}
+
 tw_status trainer_gpt2_final_norm(trainer *t) {
-    const tw_model *m = t->m;
-    return tw_op_layernorm(t->be, bref(t, B_HF, 0, 0), xref(t, t->L), m->g[TW_W_OUT_NORM].ref,
-                           m->g[TW_W_OUT_NORM_B].ref, t->n, t->d, m->hp.norm_eps);
+    return tw_op_layernorm(t->be, bref(t, B_HF, 0, 0), xref(t, t->L), lw(t, -1, TW_W_OUT_NORM),
+                           lw(t, -1, TW_W_OUT_NORM_B), t->n, t->d, t->m->hp.norm_eps);
 }
 
 tw_status trainer_gpt2_final_norm_bwd(trainer *t) {
-    const tw_model *m = t->m;
-    return tw_op_layernorm_bwd(t->be, bref(t, B_DX, 0, 0), tw_ref_none(), tw_ref_none(),
-                               bref(t, B_DHF, 0, 0), xref(t, t->L), m->g[TW_W_OUT_NORM].ref, t->n,
-                               t->d, m->hp.norm_eps);
+    return tw_op_layernorm_bwd(t->be, bref(t, B_DX, 0, 0), lg(t, -1, TW_W_OUT_NORM),
+                               lg(t, -1, TW_W_OUT_NORM_B), bref(t, B_DHF, 0, 0), xref(t, t->L),
+                               lw(t, -1, TW_W_OUT_NORM), t->n, t->d, t->m->hp.norm_eps);
 }
 
 #define LA(mod) sref(t, slot, S_LA + (mod))
@@ -104,8 +121,8 @@ tw_status trainer_gpt2_layer_bwd(trainer *t, int64_t l, int64_t slot) {
     TRY(trainer_proj_bwd(t, l, LORA_DOWN, TW_W_DOWN, DU, DX, U, LA(LORA_DOWN), 0));
     TRY(tw_op_gelu_bwd(be, DG, DU, G, n * t->ff, TW_GELU_TANH));
     TRY(trainer_proj_bwd(t, l, LORA_UP, TW_W_UP, DH, DG, H2, LA(LORA_UP), 0));
-    TRY(tw_op_layernorm_bwd(be, DT, tw_ref_none(), tw_ref_none(), DH, XM, lw(t, l, TW_W_FFN_NORM),
-                            n, d, eps));
+    TRY(tw_op_layernorm_bwd(be, DT, lg(t, l, TW_W_FFN_NORM), lg(t, l, TW_W_FFN_NORM_B), DH, XM,
+                            lw(t, l, TW_W_FFN_NORM), n, d, eps));
     TRY(tw_op_add(be, DXM, DX, DT, n * d));
     /* XM = X + o(ATT) */
     TRY(trainer_proj_bwd(t, l, LORA_O, TW_W_O, DATT, DXM, ATT, LA(LORA_O), 0));
@@ -114,8 +131,8 @@ tw_status trainer_gpt2_layer_bwd(trainer *t, int64_t l, int64_t slot) {
     TRY(trainer_proj_bwd(t, l, LORA_Q, TW_W_Q, DH, DQ, H1, LA(LORA_Q), 0));
     TRY(trainer_proj_bwd(t, l, LORA_K, TW_W_K, DH, DK, H1, LA(LORA_K), 1));
     TRY(trainer_proj_bwd(t, l, LORA_V, TW_W_V, DH, DV, H1, LA(LORA_V), 1));
-    TRY(tw_op_layernorm_bwd(be, DT, tw_ref_none(), tw_ref_none(), DH, X, lw(t, l, TW_W_ATTN_NORM),
-                            n, d, eps));
+    TRY(tw_op_layernorm_bwd(be, DT, lg(t, l, TW_W_ATTN_NORM), lg(t, l, TW_W_ATTN_NORM_B), DH, X,
+                            lw(t, l, TW_W_ATTN_NORM), n, d, eps));
     return tw_op_add(be, DX, DXM, DT, n * d);
 }
 

@@ -125,8 +125,10 @@ tw_status trainer_proj_bwd(trainer *t, int64_t l, lora_module mod, tw_wrole role
 tw_status trainer_gpt2_layer_fwd(trainer *t, int64_t l, int64_t slot);
 tw_status trainer_gpt2_layer_bwd(trainer *t, int64_t l, int64_t slot);
 /* GPT-2's embeddings X0 = wte[ids] + wpe[pos] (B_T1 as scratch), final LayerNorm into B_HF,
- * and that norm's backward from B_DHF into B_DX. */
+ * and that norm's backward from B_DHF into B_DX; the embeddings' backward (full fine-tuning:
+ * B_DX = dL/dX0 scattered into both tables' gradients; nothing with LoRA). */
 tw_status trainer_gpt2_embed(trainer *t);
+tw_status trainer_gpt2_embed_bwd(trainer *t);
 tw_status trainer_gpt2_final_norm(trainer *t);
 tw_status trainer_gpt2_final_norm_bwd(trainer *t);
 

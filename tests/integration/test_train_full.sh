@@ -11,7 +11,11 @@
 #     from the changed weights) and its losses equal the uninterrupted run's;
 #   - LoRA DPO resumed reads its cached references too;
 #   - LoRA options with --full, --out-type without --full, --full on an HF folder: exit 2
-#     naming the option or the file.
+#     naming the option or the file;
+#   - GPT-2 (the tiny random GPT-2 of test_train_gpt2, 256 learned positions): a --full run
+#     lowers the held-out loss and writes a model.gguf with the fused attn_qkv that twin
+#     generate loads; killed after its step-3 checkpoint and resumed, every step's loss and the
+#     model bytes are the uninterrupted run's.
 . "$(dirname "$0")/../lib.sh"
 test_init train_full
 fx="$(dirname "$TWIN")/test_train"
@@ -117,4 +121,44 @@ mkdir -p "$tmp/hf" && echo '{}' >"$tmp/hf/config.json"
 "$TWIN" train -m "$tmp/hf" --data "$data/voice_sft.jsonl" --full 2>"$tmp/err"
 check "--full on an HF folder: exit 2" test $? = 2
 check "  says the base must be a GGUF" grep -q 'must be a GGUF' "$tmp/err"
+
+# GPT-2
+fx2="$(dirname "$TWIN")/test_train_gpt2"
+if [ -x "$fx2" ]; then
+    g2="$tmp/tiny-gpt2.gguf"
+    check "gpt2 fixture" "$fx2" --write-model "$g2" --ctx 256
+    P=("$TWIN" --threads 1 --workspace "$tmp/ws" train -m "$g2" --data "$data/voice_sft.jsonl"
+       --full --max-len 192 --batch-tokens 1024 --micro-batch 1024 --lr 2e-3 --warmup 1 --seed 5
+       --steps 6 --eval-every 6 --save-every 3)
+    "${P[@]}" --out "$tmp/p" >"$tmp/p.out" 2>"$tmp/p.err"
+    rc=$?
+    check "gpt2 full run exits 0" test $rc = 0
+    [ $rc = 0 ] || cat "$tmp/p.err" >&2
+    check "gpt2: every weight trained" grep -q 'full fine-tuning: 28 tensors' "$tmp/p.err"
+    first=$(grep '^eval step 0:' "$tmp/p.out" | awk '{print $5}')
+    last=$(grep '^eval step 6:' "$tmp/p.out" | awk '{print $5}')
+    check "gpt2 held-out loss goes down ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN{exit !(b < a)}'
+    check "gpt2 model keeps attn_qkv fused" bash -c "'$TWIN' gguf info '$tmp/p/model.gguf' | grep -q 'blk.1.attn_qkv.weight'"
+    "$TWIN" --threads 1 generate -m "$tmp/p/model.gguf" -p "hello" -n 4 --temp 0 >"$tmp/g.out" 2>"$tmp/g.err"
+    check "twin generate loads the trained gpt2" test $? = 0
+    "${P[@]}" --out "$tmp/q" >"$tmp/q1.out" 2>"$tmp/q1.err" &
+    pid=$!
+    for _ in $(seq 1 3000); do
+        [ -e "$tmp/q/steps.jsonl" ] && [ "$(wc -l <"$tmp/q/steps.jsonl")" -ge 4 ] && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.01
+    done
+    kill -KILL $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    check "gpt2 killed before the end" bash -c "! grep -q '^done:' '$tmp/q1.out'"
+    "${P[@]}" --out "$tmp/q" --resume >"$tmp/q2.out" 2>"$tmp/q2.err"
+    rc=$?
+    check "gpt2 resume exits 0" test $rc = 0
+    [ $rc = 0 ] || cat "$tmp/q2.err" >&2
+    check "gpt2 resume says where from" grep -q 'resuming from .*ckpt-0000000003' "$tmp/q2.err"
+    lastof "$tmp/p/steps.jsonl" | head -6 >"$tmp/lp"
+    lastof "$tmp/q/steps.jsonl" | head -6 >"$tmp/lq"
+    check "gpt2: every step's loss bit-identical after resume" cmp -s "$tmp/lp" "$tmp/lq"
+    check "gpt2: same model bytes" cmp -s "$tmp/p/model.gguf" "$tmp/q/model.gguf"
+fi
 exit "$fail"
