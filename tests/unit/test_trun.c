@@ -1,6 +1,7 @@
-/* test_trun: tracked training runs in the warehouse (pipelines/warehouse.h, schema version 2).
+/* test_trun: tracked training runs in the warehouse (pipelines/warehouse.h, schema version 2;
+ * the build is at version 3 now).
  *   - migration: a copy of tests/data/warehouse/v1.twin.db (written by the version-1 code,
- *     tools/gen_wh_v1_fixture.sh) opens as version 2 with its author, source, document and
+ *     tools/gen_wh_v1_fixture.sh) opens at the current version with its author, source, document and
  *     versions intact, passes the integrity check, and takes training runs;
  *   - begin / log steps / log evals / finish, read back by get, each, each_step, each_eval
  *     (more rows than one page), a resumed run's steps replacing earlier rows, NaN loss as
@@ -53,6 +54,8 @@ static void test_migration(void) {
     CHECK(wh_doc_get(db, 1, WH_DOC_RAW, &d) == TW_OK);
     CHECK(strstr(d.content, "Second version") != NULL);
     CHECK_EQ_INT(d.version, 2);
+    /* version 3: the local source's "file:essay.md" keyed by its folder (test_wh_local_keys) */
+    CHECK_EQ_STR(d.url, "file:///srv/ada/notes/essay.md");
     wh_doc_clear(&d);
     wh_trun_in in = {.name = "after-migration", .kind = "sft"};
     int64_t id = 0;
