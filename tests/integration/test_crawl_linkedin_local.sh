@@ -12,7 +12,9 @@
 #             or the file name; hidden files and folders passed over; a symlink, a binary and
 #             an unknown extension SKIPPED with reasons; a file over the size cap SKIPPED; a
 #             second crawl reads nothing (mtime + size) and adds no rows; an edited file becomes
-#             version 2.
+#             version 2; documents keyed "file://<real path>", so a second folder of the same
+#             author with the same relative paths gets its own documents (a space in its name
+#             percent-encoded) and leaves the first folder's alone.
 . "$(dirname "$0")/../lib.sh"
 test_init crawl_linkedin_local
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
@@ -175,5 +177,29 @@ tw crawl --author wren --json >"$tmp/lo3.json" 2>"$tmp/lo3.err"
 check "local third crawl: the edited file only" \
     test "$(json_field "$tmp/lo3.json" '[(s["fetched"], s["changed"], s["new"]) for s in j["sources"] if s["platform"] == "local"][0]')" = "(1, 1, 0)"
 check "the edited file is version 2" test "$(q "SELECT version FROM documents WHERE url = '$nurl/journal/2024-05-01.txt'")" = 2
+
+# ---- a second local folder of the same author, with the same relative paths ---------------------
+# Its documents are its own (keyed by the folder), the first folder's stay as they were; a name
+# with a space is percent-encoded in the URL.
+copy="$tmp/notes copy"
+mkdir -p "$copy/journal"
+printf '# Fast rivers\n\nAnother essay under the same name.\n' >"$copy/essay.md"
+printf 'A different day.\n' >"$copy/journal/2024-05-01.txt"
+curl_="file://$(realpath "$tmp")/notes%20copy"
+first="$(q "SELECT id, version, content_hash FROM documents WHERE url LIKE '$nurl/%' ORDER BY id")"
+check "source add (second local folder)" tw source add --author wren --platform local "$copy" >/dev/null
+tw crawl --author wren --json >"$tmp/lo4.json" 2>"$tmp/lo4.err"
+check "second folder: 2 new documents, none changed" \
+    test "$(json_field "$tmp/lo4.json" '(j["totals"]["new"], j["totals"]["changed"])')" = "(2, 0)"
+check "second folder: its essay under its own URL" \
+    test "$(q "SELECT title FROM documents WHERE url = '$curl_/essay.md'")" = "Fast rivers"
+check "second folder: the journal entry too" \
+    test "$(q "SELECT count(*) FROM documents WHERE url = '$curl_/journal/2024-05-01.txt'")" = 1
+check "the first folder's documents are untouched" \
+    test "$(q "SELECT id, version, content_hash FROM documents WHERE url LIKE '$nurl/%' ORDER BY id")" = "$first"
+before="$(rows)"
+tw crawl --author wren --json >"$tmp/lo5.json" 2>"$tmp/lo5.err"
+check "both folders again: nothing read, no rows added" \
+    test "$(json_field "$tmp/lo5.json" 'sum(s["fetched"] for s in j["sources"] if s["platform"] == "local")')" = 0 -a "$(rows)" = "$before"
 
 exit "$fail"
