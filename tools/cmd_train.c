@@ -428,7 +428,10 @@ int cmd_train(int argc, char **argv) {
     if (tw_backend_open("cpu", &be) != TW_OK || tw_model_load(base_path, be, NULL, &m) != TW_OK) FAIL();
     /* --qlora nf4: the frozen projections become NF4 (model_convert.c); the GGUF pages they
      * came from are given back, the adapter still names the GGUF as its base */
-    if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(m, TW_DTYPE_NF4) != TW_OK) FAIL();
+    if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(m, TW_DTYPE_NF4) != TW_OK) {
+        tw_error_wrap("--qlora nf4");
+        FAIL();
+    }
     if (lora_base_from_model(m, &base) != TW_OK || lora_model_hash(base_path, base.sha256) != TW_OK) FAIL();
     const char *jinja = tw_model_chat_template(m);
     if (a.tmpl ? tw_chat_template_from_name_for(a.tmpl, jinja, &tpl) != TW_OK
@@ -565,8 +568,10 @@ int cmd_train(int argc, char **argv) {
             }
             if (strcmp(ref_path, base_path) != 0) {
                 if (tw_model_load(ref_path, be, NULL, &ref_m) != TW_OK) FAIL();
-                if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(ref_m, TW_DTYPE_NF4) != TW_OK)
+                if (!strcmp(a.qlora, "nf4") && tw_model_proj_convert(ref_m, TW_DTYPE_NF4) != TW_OK) {
+                    tw_error_wrap("--qlora nf4");
                     FAIL();
+                }
                 if (trainer_new(ref_m, s, &to, &rt) != TW_OK) FAIL();
                 use = rt;
             }

@@ -45,7 +45,7 @@ if [ -x "$fx32" ]; then
         --data "$data/voice_sft.jsonl" --steps 1 --out "$tmp/x" >"$tmp/x.out" 2>"$tmp/x.err"
     rc=$?
     check "rows of 32 are refused with exit 1 (got $rc)" test $rc = 1
-    check "the refusal names the tensor" grep -q 'blk.0.attn_q.*multiple of NF4' "$tmp/x.err"
+    check "the refusal names the option and the tensor" grep -q -- '--qlora nf4: .*blk.0.attn_q.*multiple of NF4' "$tmp/x.err"
     check "the refusal is one line" test "$(wc -l <"$tmp/x.err")" = 1
 fi
 exit "$fail"
