@@ -39,7 +39,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: twin train -m BASE --data FILE.jsonl [options]\n\n"
             "Fine-tunes LoRA adapters on a frozen base model (llama family: llama, mistral,\n"
-            "smollm2, qwen2) with supervised examples, or with preference pairs (--dpo).\n"
+            "smollm2, qwen2; and gpt2), or every weight with --full (llama family), with\n"
+            "supervised examples, or with preference pairs (--dpo).\n"
             "  -m BASE              a GGUF file / HF folder / name from twin model fetch; the base\n"
             "                       stays in its stored type (native QLoRA on a quantized GGUF)\n"
             "  --data FILE          JSONL: alpaca, sharegpt, messages, or prompt/chosen/rejected\n"
