@@ -1,6 +1,6 @@
-/* cmd_train.c: twin train: LoRA fine-tuning of a llama-family model on an SFT or preference
- * (DPO) JSONL dataset (engine/train.h), with checkpoints, bit-identical resume, held-out
- * evaluation and run tracking in the warehouse (wh_trun_*).
+/* cmd_train.c: twin train: LoRA (or, with --full, full) fine-tuning of a llama-family or GPT-2
+ * model on an SFT or preference (DPO) JSONL dataset (engine/train.h), with checkpoints,
+ * bit-identical resume, held-out evaluation and run tracking in the warehouse (wh_trun_*).
  *
  * Files under --out DIR:
  *   checkpoints/ckpt-<step>.twck   every --save-every steps and at the end (newest 3 kept)
@@ -39,7 +39,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: twin train -m BASE --data FILE.jsonl [options]\n\n"
             "Fine-tunes LoRA adapters on a frozen base model (llama family: llama, mistral,\n"
-            "smollm2, qwen2; and gpt2), or every weight with --full (llama family), with\n"
+            "smollm2, qwen2; and gpt2), or every weight with --full, with\n"
             "supervised examples, or with preference pairs (--dpo).\n"
             "  -m BASE              a GGUF file / HF folder / name from twin model fetch; the base\n"
             "                       stays in its stored type (native QLoRA on a quantized GGUF)\n"
