@@ -3,16 +3,8 @@
 
 #include <math.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "cpu/cpu_kernels.h" /* tw_cpu_has_avx2_fma: the kernels' one dispatch switch */
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define NF4_X86 1
-#endif
+#include "kernels.h" /* the 16 NF4 values; tw_nf4_layout for nf4_tensor_pack */
 
 /* Quantization must round every step in float32 exactly as bitsandbytes does: no fused
  * multiply-adds in the scalar paths (GCC in ISO C mode does not contract; clang would). */
@@ -20,27 +12,8 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* bitsandbytes' table (functional.py get_4bit_type("nf4"), csrc nf4 lookup). */
-static const float nf4_values[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526367f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
-
-const float *nf4_code_values(void) { return nf4_values; }
+/* The table lives with the kernels (kernels.h), which dequantize with it too. */
+const float *nf4_code_values(void) { return tw_nf4_values_get(); }
 
 /* ---- the construction ------------------------------------------------------------------ */
 
@@ -310,17 +283,18 @@ void nf4_absmax_dequantize(const nf4_tensor *t, float *absmax) {
     }
 }
 
-static inline float code_at(const uint8_t *q, uint64_t i) {
+static inline float code_at(const float *nf4, const uint8_t *q, uint64_t i) {
     uint8_t byte = q[i >> 1];
-    return nf4_values[(i & 1) ? byte & 15 : byte >> 4];
+    return nf4[(i & 1) ? byte & 15 : byte >> 4];
 }
 
 void nf4_dequantize_range(const nf4_tensor *t, const float *absmax, uint64_t start,
                           uint64_t count, float *out) {
     TW_ASSERT(start <= t->n && count <= t->n - start);
+    const float *nf4 = tw_nf4_values_get();
     for (uint64_t j = 0; j < count; j++) {
         uint64_t i = start + j;
-        out[j] = code_at(t->q, i) * absmax[i / NF4_BLOCK];
+        out[j] = code_at(nf4, t->q, i) * absmax[i / NF4_BLOCK];
     }
 }
 
@@ -328,7 +302,8 @@ size_t nf4_dequantize_block(const nf4_tensor *t, uint64_t block, float block_abs
                             float *out) {
     TW_ASSERT(block < t->n_blocks);
     uint64_t s = block * NF4_BLOCK, len = t->n - s < NF4_BLOCK ? t->n - s : NF4_BLOCK;
-    for (uint64_t j = 0; j < len; j++) out[j] = code_at(t->q, s + j) * block_absmax;
+    const float *nf4 = tw_nf4_values_get();
+    for (uint64_t j = 0; j < len; j++) out[j] = code_at(nf4, t->q, s + j) * block_absmax;
     return (size_t)len;
 }
 
@@ -339,185 +314,6 @@ tw_status nf4_dequantize(const nf4_tensor *t, float *out) {
     nf4_dequantize_range(t, am, 0, t->n, out);
     tw_free(am);
     return TW_OK;
-}
-
-/* ---- matmul ------------------------------------------------------------------------------ */
-
-static tw_status check_shape(const char *fn, const nf4_tensor *w, size_t m, size_t n_out,
-                             size_t k) {
-    if (!w || !w->q || k == 0 || n_out == 0 || (uint64_t)n_out * k != w->n)
-        return tw_error(TW_ERR_ARG, "%s: W holds %llu elements, not n_out * k = %zu * %zu", fn,
-                        w ? (unsigned long long)w->n : 0ULL, n_out, k);
-    (void)m;
-    return TW_OK;
-}
-
-tw_status nf4_matmul_ref(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                         float *y) {
-    tw_status st = check_shape("nf4_matmul_ref", w, m, n_out, k);
-    if (st) return st;
-    float *am = tw_malloc((size_t)w->n_blocks * sizeof(float));
-    float *row = tw_malloc(k * sizeof(float));
-    if (!am || !row) {
-        tw_free(am);
-        tw_free(row);
-        return TW_ERR_NOMEM;
-    }
-    nf4_absmax_dequantize(w, am);
-    for (size_t r = 0; r < n_out; r++) {
-        nf4_dequantize_range(w, am, (uint64_t)r * k, k, row); /* W[r, :] (k) */
-        for (size_t i = 0; i < m; i++) {
-            double acc = 0;
-            for (size_t j = 0; j < k; j++) acc += (double)x[i * k + j] * (double)row[j];
-            y[i * n_out + r] = (float)acc;
-        }
-    }
-    tw_free(am);
-    tw_free(row);
-    return TW_OK;
-}
-
-/* The unscaled code values of elements [start, start + count): out (count). */
-static void decode_portable(const uint8_t *q, uint64_t start, size_t count, float *out) {
-    for (size_t j = 0; j < count; j++) out[j] = code_at(q, start + j);
-}
-
-static float dot_portable(const float *a, const float *b, size_t n) {
-    float s[8] = {0};
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) s[l] += a[j + l] * b[j + l];
-    for (; j < n; j++) s[0] += a[j] * b[j];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-#ifdef NF4_X86
-__attribute__((target("avx2,fma"))) static void decode_avx2(const uint8_t *q, uint64_t start,
-                                                            size_t count, float *out) {
-    size_t j = 0;
-    if ((start & 1) && count > 0) {
-        out[0] = code_at(q, start);
-        j = 1;
-    }
-    const __m256 lo_t = _mm256_loadu_ps(nf4_values), hi_t = _mm256_loadu_ps(nf4_values + 8);
-    const __m128i m4 = _mm_set1_epi8(15);
-    const __m256i seven = _mm256_set1_epi32(7);
-    for (; j + 16 <= count; j += 16) {
-        /* 8 bytes -> 16 codes in element order: high nibble first, as packed */
-        __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(q + ((start + j) >> 1)));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
-        __m128i lo = _mm_and_si128(b, m4);
-        __m128i idx = _mm_unpacklo_epi8(hi, lo);
-        __m256i i0 = _mm256_cvtepu8_epi32(idx);
-        __m256i i1 = _mm256_cvtepu8_epi32(_mm_srli_si128(idx, 8));
-        __m256 v0 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t, i0),
-                                     _mm256_permutevar8x32_ps(hi_t, i0),
-                                     _mm256_castsi256_ps(_mm256_cmpgt_epi32(i0, seven)));
-        __m256 v1 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t, i1),
-                                     _mm256_permutevar8x32_ps(hi_t, i1),
-                                     _mm256_castsi256_ps(_mm256_cmpgt_epi32(i1, seven)));
-        _mm256_storeu_ps(out + j, v0);
-        _mm256_storeu_ps(out + j + 8, v1);
-    }
-    for (; j < count; j++) out[j] = code_at(q, start + j);
-}
-
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b,
-                                                          size_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    size_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
-    }
-    for (; j + 8 <= n; j += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
-    for (; j < n; j++) s += a[j] * b[j];
-    return s;
-}
-#endif
-
-typedef void (*decode_fn)(const uint8_t *, uint64_t, size_t, float *);
-typedef float (*dot_fn)(const float *, const float *, size_t);
-
-/* Each W row is decoded once into unscaled code values, then each x row is dotted with it
- * block segment by block segment (a segment ends where a 64-block ends, which may be inside
- * a row when k % 64 != 0), each segment's sum scaled by its block absmax. */
-static tw_status matmul_with(const char *fn, decode_fn dec, dot_fn dot, int threads,
-                             const float *x, const nf4_tensor *w, size_t m, size_t n_out,
-                             size_t k, float *y) {
-    tw_status st = check_shape(fn, w, m, n_out, k);
-    if (st) return st;
-    if (threads < 1) threads = 1;
-    float *am = tw_malloc((size_t)w->n_blocks * sizeof(float));
-    float *scratch = tw_calloc((size_t)threads, k * sizeof(float));
-    if (!am || !scratch) {
-        tw_free(am);
-        tw_free(scratch);
-        return TW_ERR_NOMEM;
-    }
-    nf4_absmax_dequantize(w, am);
-    long long rows = (long long)n_out;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && rows > 1)
-    for (long long r = 0; r < rows; r++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *codes = scratch + (size_t)tid * k; /* (k) unscaled W[r, :] */
-        uint64_t base = (uint64_t)r * k;
-        dec(w->q, base, k, codes);
-        for (size_t i = 0; i < m; i++) {
-            const float *xi = x + i * k; /* (k) */
-            float acc = 0.0f;
-            size_t off = 0;
-            while (off < k) {
-                uint64_t pos = base + off, b = pos / NF4_BLOCK;
-                size_t seg = (size_t)((b + 1) * NF4_BLOCK - pos);
-                if (seg > k - off) seg = k - off;
-                acc += am[b] * dot(xi + off, codes + off, seg);
-                off += seg;
-            }
-            y[i * n_out + (size_t)r] = acc;
-        }
-    }
-    tw_free(am);
-    tw_free(scratch);
-    return TW_OK;
-}
-
-tw_status nf4_matmul_portable(const float *x, const nf4_tensor *w, size_t m, size_t n_out,
-                              size_t k, float *y) {
-    return matmul_with("nf4_matmul_portable", decode_portable, dot_portable, 1, x, w, m, n_out,
-                       k, y);
-}
-
-tw_status nf4_matmul_avx2(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                          float *y) {
-#ifdef NF4_X86
-    if (!tw_cpu_has_avx2_fma())
-        return tw_error(TW_ERR_UNSUPPORTED, "nf4_matmul_avx2: this CPU has no AVX2+FMA");
-    return matmul_with("nf4_matmul_avx2", decode_avx2, dot_avx2, 1, x, w, m, n_out, k, y);
-#else
-    (void)x, (void)w, (void)m, (void)n_out, (void)k, (void)y;
-    return tw_error(TW_ERR_UNSUPPORTED, "nf4_matmul_avx2: not an x86 build");
-#endif
-}
-
-tw_status nf4_matmul(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                     float *y) {
-    int threads = tw_threads_get();
-#ifdef NF4_X86
-    if (tw_cpu_has_avx2_fma())
-        return matmul_with("nf4_matmul", decode_avx2, dot_avx2, threads, x, w, m, n_out, k, y);
-#endif
-    return matmul_with("nf4_matmul", decode_portable, dot_portable, threads, x, w, m, n_out, k,
-                       y);
 }
 
 /* ---- the op table's layout ---------------------------------------------------------------- */

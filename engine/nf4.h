@@ -30,7 +30,8 @@
  * Both dequantize to 0; only those bits differ.
  *
  * Thread safety: everything here is pure or writes only its outputs; a quantized tensor is
- * read-only after nf4_quantize, so many threads may dequantize or multiply with it.
+ * read-only after nf4_quantize, so many threads may dequantize it. Products with an NF4 W are
+ * the op table's (kernels.h, TW_DTYPE_NF4: nf4_tensor_pack, then tw_op_matmul / _dx).
  */
 #ifndef TWIN_NF4_H
 #define TWIN_NF4_H
@@ -47,7 +48,8 @@ extern "C" {
 #define NF4_BLOCK 64   /* elements per absmax block */
 #define NF4_BLOCK2 256 /* absmax values per double-quantization block */
 
-/* The 16 NF4 values, ascending, code i -> value i (static, bitsandbytes' published table). */
+/* The 16 NF4 values, ascending, code i -> value i (static, bitsandbytes' published table:
+ * kernels.h's tw_nf4_values_get, the one copy). */
 const float *nf4_code_values(void);
 /* Recomputes the 16 values from the paper's construction (inverse normal CDF of float32
  * linspace probabilities, in double, rounded to float32, divided by the largest in float32);
@@ -104,25 +106,6 @@ void nf4_dequantize_range(const nf4_tensor *t, const float *absmax, uint64_t sta
 size_t nf4_dequantize_block(const nf4_tensor *t, uint64_t block, float block_absmax, float *out);
 /* The whole tensor: out (n). TW_ERR_NOMEM (the absmax scratch). */
 tw_status nf4_dequantize(const nf4_tensor *t, float *out);
-
-/* y = x W^T with W in NF4, dequantized on the fly.
- *   x: (m, k) row-major, w: (n_out, k) with w->n == n_out * k, y: (m, n_out).
- * nf4_matmul_ref: plain C, one thread, each W row dequantized exactly as nf4_dequantize does
- * it, then dotted with each x row in double (the specification). nf4_matmul: the fast path
- * (AVX2+FMA when the CPU has it and TWIN_CPU_PORTABLE is unset, else portable C; OpenMP over
- * W rows with tw_threads_get() threads): float32 accumulation, per-block sums scaled by the
- * block absmax, so it differs from the reference by rounding only (relative 1e-5 of sum|x*w|).
- * TW_ERR_ARG for a shape that does not match w->n, TW_ERR_NOMEM. */
-tw_status nf4_matmul_ref(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                         float *y);
-tw_status nf4_matmul(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                     float *y);
-/* The portable variant of nf4_matmul on its own (tests compare it and the AVX2 one with the
- * reference); nf4_matmul_avx2 returns TW_ERR_UNSUPPORTED where AVX2+FMA cannot run. */
-tw_status nf4_matmul_portable(const float *x, const nf4_tensor *w, size_t m, size_t n_out,
-                              size_t k, float *y);
-tw_status nf4_matmul_avx2(const float *x, const nf4_tensor *w, size_t m, size_t n_out, size_t k,
-                          float *y);
 
 /* Writes t, a matrix (n_out, k) quantized with double quantization, into dst in the op table's
  * one-buffer layout (kernels.h, TW_DTYPE_NF4: map, offset, absmax2, qabsmax, codes), so that a

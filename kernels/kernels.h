@@ -497,6 +497,11 @@ typedef struct {
     int64_t n_blocks, n_blocks2;
 } tw_nf4_layout;
 
+/* The 16 NF4 values, ascending, code i -> value i: bitsandbytes' published table (functional.py
+ * get_4bit_type("nf4")), the one copy in twin (engine/nf4.c quantizes to it; tests/unit/
+ * test_nf4.c checks it against the paper's construction). Static storage; thread-safe. */
+const float *tw_nf4_values_get(void);
+
 /* The layout of an NF4 W (n_out, k) into *out. TW_ERR_ARG (message names the shape) when
  * n_out < 1, k is not a positive multiple of 64 or n_out * k exceeds 2^40. Thread-safe. */
 tw_status tw_nf4_layout_get(int64_t n_out, int64_t k, tw_nf4_layout *out);

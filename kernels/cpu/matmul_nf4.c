@@ -31,9 +31,8 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* The 16 NF4 values, code i -> value i (bitsandbytes' table, as engine/nf4.c's
- * nf4_code_values; tests/unit/test_kernels_nf4.c checks the dequantized bits against
- * nf4_dequantize). */
+/* The 16 NF4 values, code i -> value i (kernels.h, tw_nf4_values_get: bitsandbytes' table;
+ * tests/unit/test_kernels_nf4.c checks the dequantized bits against nf4_dequantize). */
 static const float nf4_values[16] = {
     -1.0f,
     -0.6961928009986877f,
@@ -52,6 +51,8 @@ static const float nf4_values[16] = {
     0.7229568362236023f,
     1.0f,
 };
+
+const float *tw_nf4_values_get(void) { return nf4_values; }
 
 tw_status tw_nf4_layout_get(int64_t n_out, int64_t k, tw_nf4_layout *out) {
     memset(out, 0, sizeof *out);

@@ -1,7 +1,8 @@
 /* ref_nf4.c: the references of TW_OP_MATMUL and TW_OP_MATMUL_DX with NF4 weights
  * (nf4_kernels.h): the layout read field by field as kernels.h documents it (no shared code
  * with matmul_nf4.c's dequantizer), each element formed by the dequantization formula, then
- * the textbook sums in fp64 with one rounding per output. One thread. */
+ * the textbook sums in fp64 with one rounding per output. One thread. The 16 NF4 values are
+ * the one table (tw_nf4_values_get), itself checked against the paper's construction. */
 #include "cpu_kernels.h"
 #include "nf4_kernels.h"
 
@@ -10,14 +11,6 @@
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* the formula's fp32 roundings, as bitsandbytes (no fma) */
 #endif
-
-/* bitsandbytes' NF4 table (functional.py get_4bit_type("nf4")). */
-static const float ref_nf4[16] = {
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
-};
 
 /* Element (r, j) of the NF4 matrix w (n_out, k). */
 static float ref_elem(const uint8_t *w, const tw_nf4_layout *L, int64_t k, int64_t r, int64_t j) {
@@ -30,7 +23,7 @@ static float ref_elem(const uint8_t *w, const tw_nf4_layout *L, int64_t k, int64
     float absmax = t + off;
     uint8_t byte = w[L->codes + (size_t)(i / 2)];
     int code = i % 2 ? byte & 15 : byte >> 4;
-    return ref_nf4[code] * absmax;
+    return tw_nf4_values_get()[code] * absmax; /* kernels.h: bitsandbytes' table */
 }
 
 /* Row r of w into row (k). */

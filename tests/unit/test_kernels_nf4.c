@@ -7,7 +7,8 @@
  *   - TW_OP_MATMUL and TW_OP_MATMUL_DX kernels against their fp64 references, odd sizes, a
  *     W of more than 256 absmax values (the double quantization's second level) and more than
  *     one chunk of rows, both variants, bias and accumulate; and bit for bit the F32 kernels on
- *     the dequantized matrix (the property QLoRA's gradient checks rest on);
+ *     the dequantized matrix (the property QLoRA's gradient checks rest on); small and
+ *     one-row shapes, the reference bit for bit an fp64 product with nf4_dequantize's matrix;
  *   - the dx reference against central finite differences of an fp64 forward;
  *   - the ops through a CPU backend handle (the kernels' bits, the same with 1 and 3 threads)
  *     and their argument errors; ops that do not take NF4 refuse it; GGUF writing refuses it.
@@ -173,6 +174,47 @@ static void test_matmul(void) {
         tw_free(x), tw_free(y), tw_free(ref), tw_free(yf), tw_free(mag);
     }
     tw_free(bias), tw_free(wq), tw_free(wf);
+}
+
+/* Small and one-row shapes (moved here with engine/nf4.c's own matmul, which the op replaced):
+ * the reference is bit for bit x . Wd^T in fp64 rounded once, Wd = nf4_dequantize's matrix;
+ * the kernels (both variants) are within their bound of it and have the F32 kernel's bits. */
+static void test_matmul_shapes(void) {
+    const int64_t shapes[5][3] = {{1, 5, 192}, {5, 9, 64}, {1, 1, 64}, {4, 3, 1024}, {2, 30, 128}};
+    for (int s = 0; s < 5; s++) {
+        const int64_t m = shapes[s][0], n_out = shapes[s][1], k = shapes[s][2];
+        uint8_t *wq;
+        float *wf;
+        size_t bytes;
+        make_w(n_out, k, &wq, &wf, &bytes);
+        float *x = kin_floats(m * k), *ref = kin_floats(m * n_out), *y = kin_floats(m * n_out);
+        float *yf = kin_floats(m * n_out);
+        double *mag = tw_calloc((size_t)(m * n_out), sizeof(double));
+        TW_ASSERT(mag);
+        kin_fill(&rng, x, m * k, 1.0f);
+        CHECK(tw_ref_matmul_nf4(ref, x, wq, NULL, m, k, n_out) == TW_OK);
+        int bad = 0;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t o = 0; o < n_out; o++) {
+                double acc = 0, a = 0;
+                for (int64_t j = 0; j < k; j++) {
+                    acc += (double)x[i * k + j] * (double)wf[o * k + j];
+                    a += fabs((double)x[i * k + j] * (double)wf[o * k + j]);
+                }
+                float r = (float)acc;
+                bad += memcmp(&r, &ref[i * n_out + o], 4) != 0;
+                mag[i * n_out + o] = a + 1e-30;
+            }
+        CHECK_EQ_INT(bad, 0);
+        for (int portable = 0; portable <= 1; portable++) {
+            CHECK(tw_cpu_matmul_nf4(y, x, wq, NULL, m, k, n_out, portable) == TW_OK);
+            CHECK(kin_max_scaled_err(y, ref, mag, m * n_out) <= (k / 8.0 + 5) * U);
+            CHECK(tw_cpu_matmul_variant(yf, x, wf, TW_DTYPE_F32, NULL, m, k, n_out, portable) ==
+                  TW_OK);
+            CHECK(memcmp(y, yf, (size_t)(m * n_out) * 4) == 0);
+        }
+        tw_free(x), tw_free(ref), tw_free(y), tw_free(yf), tw_free(mag), tw_free(wq), tw_free(wf);
+    }
 }
 
 static void test_matmul_dx(void) {
@@ -348,6 +390,7 @@ int main(void) {
     RUN(test_quantize_threads);
     RUN(test_dequantize_bits);
     RUN(test_matmul);
+    RUN(test_matmul_shapes);
     RUN(test_matmul_dx);
     RUN(test_fd_dx);
     RUN(test_ops);
