@@ -425,22 +425,68 @@ tw_status ckpt_prune(const char *dir, int keep) {
     return st;
 }
 
+/* ---- the three regions of a trainer (parameters and AdamW moments) -------------------------- */
+
+/* The start of saving nf floats per region: dir created, *host (3 * nf floats: param, adam_m,
+ * adam_v) and *path (the step's file) allocated; the caller tw_frees both, also on failure. */
+static tw_status save_begin(const char *dir, const ckpt_meta *meta, size_t nf, float **host,
+                            char **path) {
+    *host = NULL;
+    *path = NULL;
+    tw_status st = tw_mkdir_p(dir);
+    if (st) return st;
+    *host = tw_malloc((nf ? nf : 1) * 3 * sizeof(float));
+    *path = step_path(dir, meta->step);
+    if (!*host || !*path)
+        return tw_error(TW_ERR_NOMEM, "%s: out of memory saving a checkpoint", dir);
+    return TW_OK;
+}
+
+/* The end of a save: host (3 * nf) written to *path as the blobs names[0..2] under the header
+ * members extra, then the steps older than the last keep pruned (keep > 0); on success *path
+ * moves to *path_out (when not NULL). */
+static tw_status save_finish(const char *dir, char **path, const ckpt_meta *meta,
+                             const tw_sb *extra, const char *const names[3], const float *host,
+                             size_t nf, int keep, char **path_out) {
+    if (extra->failed) return tw_error(TW_ERR_NOMEM, "%s: out of memory", dir);
+    ckpt_blob blobs[3];
+    for (int i = 0; i < 3; i++)
+        blobs[i] = (ckpt_blob){names[i], host + (size_t)i * nf, nf * sizeof(float)};
+    tw_status st = ckpt_write(*path, meta, tw_sb_str(extra), blobs, 3);
+    if (!st && keep > 0) st = ckpt_prune(dir, keep);
+    if (!st && path_out) {
+        *path_out = *path;
+        *path = NULL;
+    }
+    return st;
+}
+
+/* The blob called name, which must hold nb bytes, copied into host (nb; the mapping may be
+ * unaligned for floats in memory mode). TW_ERR_FORMAT naming the blob when it is missing or
+ * of another size. */
+static tw_status blob_read(const ckpt *c, const char *name, size_t nb, float *host) {
+    const ckpt_blob *b = ckpt_find_blob(c, name);
+    if (!b || b->nbytes != nb)
+        return tw_error(TW_ERR_FORMAT, "%s: blob '%s' %s (expected %zu bytes)", c->name, name,
+                        b ? "has the wrong size" : "missing", nb);
+    memcpy(host, b->data, nb);
+    return TW_OK;
+}
+
 /* ---- LoRA ------------------------------------------------------------------------------------ */
+
+static const char *const lora_blobs[3] = {"lora.param", "lora.adam_m", "lora.adam_v"};
 
 tw_status ckpt_save_lora(const char *dir, const ckpt_meta *meta, const lora_set *s, int keep,
                          char **path_out) {
     if (path_out) *path_out = NULL;
-    tw_status st = tw_mkdir_p(dir);
-    if (st) return st;
     size_t nf = lora_set_n_floats(s);
-    float *host = tw_malloc((nf ? nf : 1) * 3 * sizeof(float));
-    char *path = step_path(dir, meta->step);
+    float *host;
+    char *path;
     tw_sb extra;
     tw_sb_init(&extra);
-    if (!host || !path) {
-        st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving a checkpoint", dir);
-        goto done;
-    }
+    tw_status st = save_begin(dir, meta, nf, &host, &path);
+    if (st) goto done;
     static const lora_region regs[3] = {LORA_PARAM, LORA_ADAM_M, LORA_ADAM_V};
     for (int i = 0; !st && i < 3; i++) st = lora_set_download(s, regs[i], host + (size_t)i * nf);
     if (st) goto done;
@@ -453,23 +499,9 @@ tw_status ckpt_save_lora(const char *dir, const ckpt_meta *meta, const lora_set 
                  "\"lora_n_floats\":%zu}",
                  b->arch, (int)b->n_layer, (int)b->n_embd, (int)b->n_head, (int)b->n_kv_head,
                  (int)b->head_dim, (int)b->n_ff, b->qk_permuted, nf);
-    if (extra.failed) {
-        st = tw_error(TW_ERR_NOMEM, "%s: out of memory", dir);
-        goto done;
-    }
-    ckpt_blob blobs[3] = {
-        {"lora.param", host, nf * sizeof(float)},
-        {"lora.adam_m", host + nf, nf * sizeof(float)},
-        {"lora.adam_v", host + 2 * nf, nf * sizeof(float)},
-    };
     ckpt_meta m = *meta;
     if (!m.base_sha256[0]) memcpy(m.base_sha256, b->sha256, sizeof m.base_sha256);
-    if ((st = ckpt_write(path, &m, tw_sb_str(&extra), blobs, 3))) goto done;
-    if (keep > 0) st = ckpt_prune(dir, keep);
-    if (!st && path_out) {
-        *path_out = path;
-        path = NULL;
-    }
+    st = save_finish(dir, &path, &m, &extra, lora_blobs, host, nf, keep, path_out);
 done:
     tw_sb_free(&extra);
     tw_free(host);
@@ -507,20 +539,11 @@ tw_status ckpt_restore_lora(const ckpt *c, tw_backend *be, const lora_base *base
     lora_set *s;
     if ((st = lora_set_new(be, base, &cfg, &s))) return st;
     size_t nb = lora_set_n_floats(s) * sizeof(float);
-    static const char *const names[3] = {"lora.param", "lora.adam_m", "lora.adam_v"};
     static const lora_region regs[3] = {LORA_PARAM, LORA_ADAM_M, LORA_ADAM_V};
     float *host = tw_malloc(nb ? nb : 1);
     if (!host) st = tw_error(TW_ERR_NOMEM, "%s: out of memory", nm);
-    for (int i = 0; !st && i < 3; i++) {
-        const ckpt_blob *b = ckpt_find_blob(c, names[i]);
-        if (!b || b->nbytes != nb) {
-            st = tw_error(TW_ERR_FORMAT, "%s: blob '%s' %s (expected %zu bytes)", nm, names[i],
-                          b ? "has the wrong size" : "missing", nb);
-            break;
-        }
-        memcpy(host, b->data, nb); /* the mapping may be unaligned for floats in memory mode */
-        st = lora_set_upload(s, regs[i], host);
-    }
+    for (int i = 0; !st && i < 3; i++)
+        if (!(st = blob_read(c, lora_blobs[i], nb, host))) st = lora_set_upload(s, regs[i], host);
     if (!st) st = lora_set_zero(s, LORA_GRAD);
     tw_free(host);
     if (st) {
@@ -539,17 +562,13 @@ static const fullft_region full_regs[3] = {FULLFT_PARAM, FULLFT_ADAM_M, FULLFT_A
 tw_status ckpt_save_full(const char *dir, const ckpt_meta *meta, const fullft_set *f, int keep,
                          char **path_out) {
     if (path_out) *path_out = NULL;
-    tw_status st = tw_mkdir_p(dir);
-    if (st) return st;
     size_t nf = fullft_n_floats(f);
-    float *host = tw_malloc((nf ? nf : 1) * 3 * sizeof(float));
-    char *path = step_path(dir, meta->step);
+    float *host;
+    char *path;
     tw_sb extra;
     tw_sb_init(&extra);
-    if (!host || !path) {
-        st = tw_error(TW_ERR_NOMEM, "%s: out of memory saving a checkpoint", dir);
-        goto done;
-    }
+    tw_status st = save_begin(dir, meta, nf, &host, &path);
+    if (st) goto done;
     for (int i = 0; !st && i < 3; i++) st = fullft_download(f, full_regs[i], host + (size_t)i * nf);
     if (st) goto done;
     tw_sb_printf(&extra, "{\"full\":{\"n_floats\":%zu,\"tied\":%d,\"tensors\":[", nf, fullft_tied(f));
@@ -559,19 +578,7 @@ tw_status ckpt_save_full(const char *dir, const ckpt_meta *meta, const fullft_se
                      (long long)t->ne1, t->off);
     }
     tw_sb_puts(&extra, "]}}");
-    if (extra.failed) {
-        st = tw_error(TW_ERR_NOMEM, "%s: out of memory", dir);
-        goto done;
-    }
-    ckpt_blob blobs[3];
-    for (int i = 0; i < 3; i++)
-        blobs[i] = (ckpt_blob){full_blobs[i], host + (size_t)i * nf, nf * sizeof(float)};
-    if ((st = ckpt_write(path, meta, tw_sb_str(&extra), blobs, 3))) goto done;
-    if (keep > 0) st = ckpt_prune(dir, keep);
-    if (!st && path_out) {
-        *path_out = path;
-        path = NULL;
-    }
+    st = save_finish(dir, &path, meta, &extra, full_blobs, host, nf, keep, path_out);
 done:
     tw_sb_free(&extra);
     tw_free(host);
@@ -605,16 +612,8 @@ tw_status ckpt_restore_full(const ckpt *c, fullft_set *f) {
     size_t nb = nf * sizeof(float);
     float *host = tw_malloc(nb ? nb : 1);
     tw_status st = host ? TW_OK : tw_error(TW_ERR_NOMEM, "%s: out of memory", nm);
-    for (int i = 0; !st && i < 3; i++) {
-        const ckpt_blob *b = ckpt_find_blob(c, full_blobs[i]);
-        if (!b || b->nbytes != nb) {
-            st = tw_error(TW_ERR_FORMAT, "%s: blob '%s' %s (expected %zu bytes)", nm, full_blobs[i],
-                          b ? "has the wrong size" : "missing", nb);
-            break;
-        }
-        memcpy(host, b->data, nb);
-        st = fullft_upload(f, full_regs[i], host);
-    }
+    for (int i = 0; !st && i < 3; i++)
+        if (!(st = blob_read(c, full_blobs[i], nb, host))) st = fullft_upload(f, full_regs[i], host);
     if (!st) st = fullft_zero(f, FULLFT_GRAD);
     tw_free(host);
     return st;
