@@ -1010,21 +1010,33 @@ done:
     return st;
 }
 
+/* A tensor name past the first of the n prefixes it starts with (PEFT's, or GGUF's "blk.") and
+ * past "N." (N a layer number up to 10^6, into *layer); NULL when no prefix matches or no layer
+ * number and dot follow. */
+static const char *name_layer_skip(const char *name, const char *const *prefixes, size_t n,
+                                   int32_t *layer) {
+    const char *p = NULL;
+    for (size_t i = 0; i < n && !p; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) p = name + strlen(prefixes[i]);
+    if (!p || *p < '0' || *p > '9') return NULL;
+    long l = 0;
+    while (*p >= '0' && *p <= '9') {
+        l = l * 10 + (*p - '0');
+        if (l > 1000000) return NULL;
+        p++;
+    }
+    if (*p++ != '.') return NULL;
+    *layer = (int32_t)l;
+    return p;
+}
+
 /* Parses "layers.N.<parent>.<module>.lora_X.weight" after the PEFT prefix. */
 static int peft_parse_name(const char *name, int32_t *layer, int *module, char *ab) {
     static const char *prefixes[] = {"base_model.model.model.layers.", "base_model.model.layers.",
                                      "model.layers."};
-    const char *p = NULL;
-    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes && !p; i++)
-        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) p = name + strlen(prefixes[i]);
-    if (!p || *p < '0' || *p > '9') return -1;
-    long l = 0;
-    while (*p >= '0' && *p <= '9') {
-        l = l * 10 + (*p - '0');
-        if (l > 1000000) return -1;
-        p++;
-    }
-    if (*p++ != '.') return -1;
+    int32_t l;
+    const char *p = name_layer_skip(name, prefixes, sizeof prefixes / sizeof *prefixes, &l);
+    if (!p) return -1;
     for (int m = 0; m < LORA_N_MODULES; m++) {
         size_t np = strlen(lora_peft_parent[m]), nm = strlen(lora_peft[m]);
         if (strncmp(p, lora_peft_parent[m], np) || p[np] != '.') continue;
@@ -1032,7 +1044,7 @@ static int peft_parse_name(const char *name, int32_t *layer, int *module, char *
         if (strncmp(q, lora_peft[m], nm)) continue;
         q += nm;
         if (!strcmp(q, ".lora_A.weight") || !strcmp(q, ".lora_B.weight")) {
-            *layer = (int32_t)l;
+            *layer = l;
             *module = m;
             *ab = q[6];
             return 0;
@@ -1054,22 +1066,14 @@ static int peft_parse_name_gpt2(const char *name, int32_t *layer, int *module, c
                 {"attn.c_proj", LORA_O},
                 {"mlp.c_fc", LORA_UP},
                 {"mlp.c_proj", LORA_DOWN}};
-    const char *p = NULL;
-    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes && !p; i++)
-        if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) p = name + strlen(prefixes[i]);
-    if (!p || *p < '0' || *p > '9') return -1;
-    long l = 0;
-    while (*p >= '0' && *p <= '9') {
-        l = l * 10 + (*p - '0');
-        if (l > 1000000) return -1;
-        p++;
-    }
-    if (*p++ != '.') return -1;
+    int32_t l;
+    const char *p = name_layer_skip(name, prefixes, sizeof prefixes / sizeof *prefixes, &l);
+    if (!p) return -1;
     for (size_t m = 0; m < sizeof mods / sizeof *mods; m++) {
         size_t n = strlen(mods[m].path);
         if (strncmp(p, mods[m].path, n)) continue;
         if (!strcmp(p + n, ".lora_A.weight") || !strcmp(p + n, ".lora_B.weight")) {
-            *layer = (int32_t)l;
+            *layer = l;
             *module = mods[m].module;
             *ab = p[n + 6];
             return 0;
@@ -1445,16 +1449,10 @@ static int gguf_parse_name(gguf_str nm, int gpt2, int32_t *layer, int *module, c
     if (nm.len >= sizeof name) return -1;
     memcpy(name, nm.ptr, nm.len);
     name[nm.len] = 0;
-    if (strncmp(name, "blk.", 4)) return -1;
-    const char *p = name + 4;
-    if (*p < '0' || *p > '9') return -1;
-    long l = 0;
-    while (*p >= '0' && *p <= '9') {
-        l = l * 10 + (*p - '0');
-        if (l > 1000000) return -1;
-        p++;
-    }
-    if (*p++ != '.') return -1;
+    static const char *const blk[1] = {"blk."};
+    int32_t l;
+    const char *p = name_layer_skip(name, blk, 1, &l);
+    if (!p) return -1;
     for (int m = 0; m <= LORA_N_MODULES; m++) {
         const char *mn = m < LORA_N_MODULES ? lora_gguf[m] : gpt2 ? "attn_qkv" : NULL;
         if (!mn || (gpt2 && m <= LORA_V)) continue; /* gpt2 has no separate q, k, v weights */
@@ -1462,7 +1460,7 @@ static int gguf_parse_name(gguf_str nm, int gpt2, int32_t *layer, int *module, c
         if (strncmp(p, mn, nm2)) continue;
         const char *q = p + nm2;
         if (!strcmp(q, ".weight.lora_a") || !strcmp(q, ".weight.lora_b")) {
-            *layer = (int32_t)l;
+            *layer = l;
             *module = m;
             *ab = q[13];
             return 0;
