@@ -2,7 +2,9 @@
  * (test_train_dropout, test_train_full): 2 layers, n_embd 32, 4 query heads over 2 kv heads
  * of 8, n_ff 48, the tokenizer (288 tokens) of the tiny GPT-2 fixture under TWIN_TEST_DATA.
  * Norm weights are 1 + noise, matrices scaled so that activations stay O(1). tied = 1 leaves
- * out output.weight (the head is the token embedding). Returns 0, or 1 with a message. */
+ * out output.weight (the head is the token embedding). Returns 0, or 1 with a message.
+ * Its two first steps (the fixture's tokenizer, the llama.* hyperparameters) are shared with
+ * the tests that write tiny models of their own (test_train, test_train_gpt2, test_train_nf4). */
 
 enum { TL_TIED = 1, TL_BIAS = 2 }; /* TL_BIAS: q, k, v and o biases (as qwen2 has q/k/v) */
 #ifndef TWIN_TESTS_TINY_LLAMA_H
@@ -17,39 +19,58 @@ enum { TL_TIED = 1, TL_BIAS = 2 }; /* TL_BIAS: q, k, v and o biases (as qwen2 ha
 
 enum { TL_D = 32, TL_L = 2, TL_NH = 4, TL_NKV = 2, TL_HD = 8, TL_FF = 48 };
 
-/* The same with flags (TL_*) and other dimensions (n_embd d, n_layer l, heads nh over nkv of
- * hd, n_ff ff). */
-static inline int tiny_llama_write_dims(const char *path, unsigned flags, kin_rng *rng, int d,
-                                        int l, int nh, int nkv, int hd, int ff) {
-    const int tied = (flags & TL_TIED) != 0, bias = (flags & TL_BIAS) != 0;
+/* The tiny GPT-2 fixture (TWIN_TEST_DATA/gpt2/tiny-gpt2-f32.gguf, 288 tokens) opened and its
+ * tokenizer.* metadata set on w (every tiny training model borrows it). Returns the fixture,
+ * to gguf_close once w is written (w references its values), or NULL with a message on
+ * stderr. */
+static inline gguf_file *tiny_tokenizer_copy(gguf_writer *w) {
     const char *data = getenv("TWIN_TEST_DATA");
     if (!data) data = "tests/data";
     char tp[1024];
     snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
     gguf_file *tf = gguf_open(tp);
-    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
-    const gguf_value *toks = gguf_find(tf, "tokenizer.ggml.tokens");
-    int64_t vocab = toks ? (int64_t)toks->v.arr.count : 0;
-    if (vocab < 64) return fprintf(stderr, "%s: no vocabulary\n", tp), gguf_close(tf), 1;
-    gguf_writer *w = gguf_writer_new(3, 0);
-    gguf_writer_set_str(w, "general.architecture", "llama");
-    gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights)");
-    gguf_writer_set_u32(w, "general.file_type", 0);
-    gguf_writer_set_u32(w, "llama.context_length", 64);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)d);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)l);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)nh);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)nkv);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), NULL;
     for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
         const gguf_kv *kv = gguf_kv_at(tf, i);
         char key[256];
         snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
         if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
     }
+    return tf;
+}
+
+/* The llama.* hyperparameters of a tiny llama on w: context ctx, n_embd d, n_layer l, n_ff ff,
+ * nh query heads over nkv kv heads of hd, RoPE base rope_base, RMS norm epsilon eps. */
+static inline void tiny_llama_hparams_set(gguf_writer *w, int ctx, int d, int l, int ff, int nh,
+                                          int nkv, int hd, float rope_base, float eps) {
+    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_writer_set_u32(w, "llama.context_length", (uint32_t)ctx);
+    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)d);
+    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)l);
+    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff);
+    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)nh);
+    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)nkv);
+    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd);
+    gguf_writer_set_f32(w, "llama.rope.freq_base", rope_base);
+    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", eps);
+}
+
+/* The same with flags (TL_*) and other dimensions (n_embd d, n_layer l, heads nh over nkv of
+ * hd, n_ff ff). */
+static inline int tiny_llama_write_dims(const char *path, unsigned flags, kin_rng *rng, int d,
+                                        int l, int nh, int nkv, int hd, int ff) {
+    const int tied = (flags & TL_TIED) != 0, bias = (flags & TL_BIAS) != 0;
+    gguf_writer *w = gguf_writer_new(3, 0);
+    gguf_file *tf = tiny_tokenizer_copy(w);
+    if (!tf) return gguf_writer_free(w), 1;
+    const gguf_value *toks = gguf_find(tf, "tokenizer.ggml.tokens");
+    int64_t vocab = toks ? (int64_t)toks->v.arr.count : 0;
+    if (vocab < 64)
+        return fprintf(stderr, "tiny GPT-2 fixture: no vocabulary\n"), gguf_writer_free(w),
+               gguf_close(tf), 1;
+    gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights)");
+    gguf_writer_set_u32(w, "general.file_type", 0);
+    tiny_llama_hparams_set(w, 64, d, l, ff, nh, nkv, hd, 10000.0f, 1e-5f);
     struct {
         const char *name;
         int64_t ne0, ne1;

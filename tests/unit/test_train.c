@@ -21,37 +21,25 @@
 #include "lora.h"
 #include "model.h"
 #include "test.h"
+#include "tiny_llama.h"
 #include "train.h"
 #include "train_golden.h"
 
 /* The tiny llama as a GGUF at path: the tokenizer metadata of the tiny GPT-2 fixture (288
  * tokens) and the golden weights. */
 static int write_model(const char *path) {
-    const char *data = getenv("TWIN_TEST_DATA");
-    if (!data) data = "tests/data";
-    char tp[1024];
-    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
-    gguf_file *tf = gguf_open(tp);
-    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
     const tw_json *c = tw_json_get(gold, "config");
     gguf_writer *w = gguf_writer_new(3, 0);
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_file *tf = tiny_tokenizer_copy(w);
+    if (!tf) return gguf_writer_free(w), 1;
     gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights, train golden)");
-    gguf_writer_set_u32(w, "llama.context_length", 64);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)tw_json_get_num(c, "n_embd", 0));
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)tw_json_get_num(c, "n_layer", 0));
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)tw_json_get_num(c, "n_ff", 0));
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)tw_json_get_num(c, "n_head", 0));
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)tw_json_get_num(c, "n_kv_head", 0));
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)tw_json_get_num(c, "head_dim", 0));
-    gguf_writer_set_f32(w, "llama.rope.freq_base", (float)tw_json_get_num(c, "rope_theta", 0));
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)tw_json_get_num(c, "norm_eps", 0));
-    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
-        const gguf_kv *kv = gguf_kv_at(tf, i);
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
-    }
+    tiny_llama_hparams_set(w, 64, (int)tw_json_get_num(c, "n_embd", 0),
+                           (int)tw_json_get_num(c, "n_layer", 0), (int)tw_json_get_num(c, "n_ff", 0),
+                           (int)tw_json_get_num(c, "n_head", 0),
+                           (int)tw_json_get_num(c, "n_kv_head", 0),
+                           (int)tw_json_get_num(c, "head_dim", 0),
+                           (float)tw_json_get_num(c, "rope_theta", 0),
+                           (float)tw_json_get_num(c, "norm_eps", 0));
     for (const tw_json *t = tw_json_first(tw_json_get(gold, "tensors")); t; t = tw_json_next(t)) {
         const char *name = tw_json_key(t);
         if (strncmp(name, "lora.", 5) == 0 || strncmp(name, "grad.", 5) == 0) continue;

@@ -33,6 +33,7 @@
 #include "lora.h"
 #include "model.h"
 #include "test.h"
+#include "tiny_llama.h"
 #include "train.h"
 #include "train_golden.h"
 
@@ -48,14 +49,10 @@ static uint64_t xorshift(uint64_t *x) {
 /* With untied, an output.weight (n_vocab, n_embd) drawn from a fixed generator (scale 0.3)
  * makes the head separate from the token embedding. */
 static int write_model_head(const char *path, int64_t n_ctx, int untied) {
-    const char *data = getenv("TWIN_TEST_DATA");
-    if (!data) data = "tests/data";
-    char tp[1024];
-    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
-    gguf_file *tf = gguf_open(tp);
-    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
     const tw_json *c = tw_json_get(gold, "config");
     gguf_writer *w = gguf_writer_new(3, 0);
+    gguf_file *tf = tiny_tokenizer_copy(w);
+    if (!tf) return gguf_writer_free(w), 1;
     float *extra = NULL;
     gguf_writer_set_str(w, "general.architecture", "gpt2");
     gguf_writer_set_str(w, "general.name", "twin tiny gpt2 (random weights, train golden)");
@@ -67,12 +64,6 @@ static int write_model_head(const char *path, int64_t n_ctx, int untied) {
     gguf_writer_set_u32(w, "gpt2.feed_forward_length", (uint32_t)tw_json_get_num(c, "n_ff", 0));
     gguf_writer_set_u32(w, "gpt2.attention.head_count", (uint32_t)tw_json_get_num(c, "n_head", 0));
     gguf_writer_set_f32(w, "gpt2.attention.layer_norm_epsilon", (float)tw_json_get_num(c, "norm_eps", 0));
-    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
-        const gguf_kv *kv = gguf_kv_at(tf, i);
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
-    }
     for (const tw_json *t = tw_json_first(tw_json_get(gold, "tensors")); t; t = tw_json_next(t)) {
         const char *name = tw_json_key(t);
         if (strncmp(name, "lora.", 5) == 0 || strncmp(name, "grad.", 5) == 0) continue;

@@ -24,6 +24,7 @@
 #include "model.h"
 #include "nf4.h"
 #include "test.h"
+#include "tiny_llama.h"
 #include "train.h"
 #include "train_util.h"
 
@@ -32,31 +33,13 @@ static kin_rng rng = {0x716c6f72};
 /* A tiny llama GGUF at path (F32 random weights; the tiny GPT-2 fixture's tokenizer, 288
  * tokens). n_embd: 64 for the NF4 tests, 32 for the refusal. */
 static int write_model(const char *path, int64_t d) {
-    const char *data = getenv("TWIN_TEST_DATA");
-    if (!data) data = "tests/data";
-    char tp[1024];
-    snprintf(tp, sizeof tp, "%.900s/gpt2/tiny-gpt2-f32.gguf", data);
-    gguf_file *tf = gguf_open(tp);
-    if (!tf) return fprintf(stderr, "%s\n", tw_errmsg()), 1;
     const int64_t L = 2, ff = 2 * d, nh = 4, nkv = 2, hd = d / nh, V = 288;
     gguf_writer *w = gguf_writer_new(3, 0);
-    gguf_writer_set_str(w, "general.architecture", "llama");
+    gguf_file *tf = tiny_tokenizer_copy(w);
+    if (!tf) return gguf_writer_free(w), 1;
     gguf_writer_set_str(w, "general.name", "twin tiny llama (random weights, nf4 test)");
-    gguf_writer_set_u32(w, "llama.context_length", 128);
-    gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)d);
-    gguf_writer_set_u32(w, "llama.block_count", (uint32_t)L);
-    gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)ff);
-    gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)nh);
-    gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)nkv);
-    gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)hd);
-    gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    for (uint64_t i = 0; i < gguf_n_kv(tf); i++) {
-        const gguf_kv *kv = gguf_kv_at(tf, i);
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
-        if (strncmp(key, "tokenizer.", 10) == 0) gguf_writer_set_value(w, key, &kv->value);
-    }
+    tiny_llama_hparams_set(w, 128, (int)d, (int)L, (int)ff, (int)nh, (int)nkv, (int)hd, 10000.0f,
+                           1e-5f);
     struct {
         const char *name;
         int64_t ne0, ne1;
