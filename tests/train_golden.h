@@ -21,6 +21,7 @@
 #include "json.h"
 #include "kernels.h"
 #include "lora.h"
+#include "lora_fd.h"
 #include "model.h"
 #include "test.h"
 #include "train.h"
@@ -298,6 +299,17 @@ static inline double dpo_loss_of(trainer *t, const trainer_batch *b, float *g) {
     return loss;
 }
 
+typedef struct {
+    trainer *t;
+    const trainer_batch *b;
+    int dpo;
+} fd_ctx;
+
+static inline double fd_loss(void *ctx) {
+    const fd_ctx *c = ctx;
+    return c->dpo ? dpo_loss_of(c->t, c->b, NULL) : run_sft(c->t, c->b, NULL, NULL);
+}
+
 static inline void fd_check(int dpo) {
     trainer_opts o = {32, 0};
     trainer *t = NULL;
@@ -307,40 +319,11 @@ static inline void fd_check(int dpo) {
     float *g = calloc(n_floats, 4);
     if (dpo) dpo_loss_of(t, &b, g);
     else run_sft(t, &b, g, NULL);
-    float *p = malloc(n_floats * 4);
-    memcpy(p, params, n_floats * 4);
-    double worst = 0;
-    int checked = 0;
-    for (int32_t k = 0; k < lora_set_n_adapters(set); k++) {
-        const lora_adapter *a = lora_set_adapter(set, k);
-        for (int ab = 0; ab < 2; ab++) {
-            size_t off = ab ? a->b_off : a->a_off, cnt = (size_t)(a->rank * (ab ? a->out : a->in)), best = off;
-            for (size_t e = off; e < off + cnt; e++)
-                if (fabs(g[e]) > fabs(g[best])) best = e;
-            /* h = 1e-2: float32 losses near 8 (llama) or 12 (GPT-2) carry ~1e-6 of rounding,
-             * so the difference quotient's noise is ~1e-4; the curvature term is O(h^2) */
-            const float h = 1e-2f;
-            double v[2];
-            for (int sgn = 0; sgn < 2; sgn++) {
-                p[best] = params[best] + (sgn ? -h : h);
-                CHECK(lora_set_upload(set, LORA_PARAM, p) == TW_OK);
-                v[sgn] = dpo ? dpo_loss_of(t, &b, NULL) : run_sft(t, &b, NULL, NULL);
-            }
-            p[best] = params[best];
-            double fd = (v[0] - v[1]) / (2.0 * (double)h);
-            double err = fabs(fd - g[best]) / (fabs(g[best]) + 1e-3);
-            if (err > worst) worst = err;
-            if (!(err < 2e-2))
-                fprintf(stderr, "%s fd: layer %d %s.%s: fd %.6g backward %.6g\n", dpo ? "dpo" : "sft",
-                        (int)a->layer, mods[a->module], ab ? "B" : "A", fd, (double)g[best]);
-            CHECK(err < 2e-2);
-            checked++;
-        }
-    }
-    CHECK(lora_set_upload(set, LORA_PARAM, params) == TW_OK);
+    fd_ctx c = {t, &b, dpo};
+    int checked;
+    double worst = lora_fd_worst(set, params, g, fd_loss, &c, dpo ? "dpo" : "sft", &checked);
     printf("%s finite differences: %d coordinates, worst relative error %.3g\n", dpo ? "dpo" : "sft",
            checked, worst);
-    free(p);
     free(g);
     trainer_free(t);
 }

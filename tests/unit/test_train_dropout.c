@@ -18,6 +18,7 @@
 #include "kernel_inputs.h"
 #include "kernels.h"
 #include "lora.h"
+#include "lora_fd.h"
 #include "model.h"
 #include "test.h"
 #include "tiny_llama.h"
@@ -102,6 +103,17 @@ static double run(trainer *t, lora_set *s, size_t e0, size_t e1, int on, int64_t
     return sum / (double)n_loss(0, NT);
 }
 
+typedef struct {
+    trainer *t;
+    lora_set *s;
+} fd_ctx;
+
+/* The loss of the fd batch (both examples, dropout on at step 5) for lora_fd_worst. */
+static double fd_loss(void *ctx) {
+    fd_ctx *c = ctx;
+    return run(c->t, c->s, 0, 2, 1, 5, NULL, NULL, 0);
+}
+
 static void test_fd(void) {
     float *params = NULL;
     lora_set *s = make_set(0.3f, &params);
@@ -110,43 +122,14 @@ static void test_fd(void) {
     trainer *t = NULL;
     CHECK(trainer_new(model, s, &o, &t) == TW_OK);
     if (!t) return;
-    float *g = calloc(nf, 4), *p = malloc(nf * 4);
+    float *g = calloc(nf, 4);
     run(t, s, 0, 2, 1, 5, g, NULL, 1);
-    memcpy(p, params, nf * 4);
-    double worst = 0;
-    int checked = 0;
-    for (int32_t k = 0; k < lora_set_n_adapters(s); k++) {
-        const lora_adapter *a = lora_set_adapter(s, k);
-        for (int ab = 0; ab < 2; ab++) {
-            size_t off = ab ? a->b_off : a->a_off, cnt = (size_t)(a->rank * (ab ? a->out : a->in));
-            size_t best = off;
-            for (size_t e = off; e < off + cnt; e++)
-                if (fabs(g[e]) > fabs(g[best])) best = e;
-            /* h = 1e-2 on float32 losses of ~6: the quotient's rounding noise is ~1e-4 of a
-             * gradient of ~1e-2; curvature is O(h^2). A wrong mask in the backward (say the
-             * unmasked input for dA) is off by tens of percent. */
-            const float h = 1e-2f;
-            double v[2];
-            for (int sg = 0; sg < 2; sg++) {
-                p[best] = params[best] + (sg ? -h : h);
-                CHECK(lora_set_upload(s, LORA_PARAM, p) == TW_OK);
-                v[sg] = run(t, s, 0, 2, 1, 5, NULL, NULL, 0);
-            }
-            p[best] = params[best];
-            double fd = (v[0] - v[1]) / (2.0 * (double)h);
-            double err = fabs(fd - g[best]) / (fabs(g[best]) + 1e-3);
-            if (err > worst) worst = err;
-            if (!(err < 2e-2))
-                fprintf(stderr, "dropout fd: layer %d module %d %s: fd %.6g backward %.6g\n",
-                        (int)a->layer, (int)a->module, ab ? "B" : "A", fd, (double)g[best]);
-            CHECK(err < 2e-2);
-            checked++;
-        }
-    }
-    CHECK(lora_set_upload(s, LORA_PARAM, params) == TW_OK);
+    fd_ctx c = {t, s};
+    int checked;
+    double worst = lora_fd_worst(s, params, g, fd_loss, &c, "dropout", &checked);
     printf("dropout p=0.3 finite differences: %d coordinates, worst relative error %.3g\n", checked,
            worst);
-    free(g), free(p), free(params);
+    free(g), free(params);
     trainer_free(t);
     lora_set_free(s);
 }
