@@ -322,8 +322,8 @@ static inline void fd_check(int dpo) {
     fd_ctx c = {t, &b, dpo};
     int checked;
     double worst = lora_fd_worst(set, params, g, fd_loss, &c, dpo ? "dpo" : "sft", &checked);
-    printf("%s finite differences: %d coordinates, worst relative error %.3g\n", dpo ? "dpo" : "sft",
-           checked, worst);
+    printf("%s finite differences: %d coordinates, worst relative error %.3g\n",
+           dpo ? "dpo" : "sft", checked, worst);
     free(g);
     trainer_free(t);
 }
