@@ -135,15 +135,22 @@ __attribute__((target("avx2,fma"))) static void block_avx2(const uint8_t *q, flo
 }
 #endif
 
-void tw_cpu_nf4_dequantize_rows(const void *w, int64_t k, int64_t n_out, int64_t r0, int64_t nr,
-                                float *out, int force_portable) {
-    nf4_view v = view_of(w, k, n_out);
-    void (*blk)(const uint8_t *, float, float *) = block_portable;
+typedef void (*block_fn)(const uint8_t *q, float am, float *out);
+
+/* The block dequantizer to use: AVX2 where the CPU has it, unless force_portable. */
+static block_fn block_pick(int force_portable) {
 #ifdef TW_X86
-    if (!force_portable && tw_cpu_has_avx2_fma()) blk = block_avx2;
+    if (!force_portable && tw_cpu_has_avx2_fma()) return block_avx2;
 #else
     (void)force_portable;
 #endif
+    return block_portable;
+}
+
+void tw_cpu_nf4_dequantize_rows(const void *w, int64_t k, int64_t n_out, int64_t r0, int64_t nr,
+                                float *out, int force_portable) {
+    nf4_view v = view_of(w, k, n_out);
+    block_fn blk = block_pick(force_portable);
     const int64_t bpr = k / TW_NF4_BLOCK; /* blocks per row */
     for (int64_t r = 0; r < nr; r++)
         for (int64_t j = 0; j < bpr; j++) {
@@ -156,12 +163,7 @@ void tw_cpu_nf4_dequantize_rows(const void *w, int64_t k, int64_t n_out, int64_t
 void tw_cpu_nf4_dequantize_cols(const void *w, int64_t k, int64_t n_out, int64_t r, int64_t j0,
                                 int64_t nc, float *out, int force_portable) {
     nf4_view v = view_of(w, k, n_out);
-    void (*blk)(const uint8_t *, float, float *) = block_portable;
-#ifdef TW_X86
-    if (!force_portable && tw_cpu_has_avx2_fma()) blk = block_avx2;
-#else
-    (void)force_portable;
-#endif
+    block_fn blk = block_pick(force_portable);
     TW_ASSERT(j0 % TW_NF4_BLOCK == 0 && nc % TW_NF4_BLOCK == 0 && j0 + nc <= k);
     const int64_t b0 = (r * k + j0) / TW_NF4_BLOCK;
     for (int64_t j = 0; j < nc / TW_NF4_BLOCK; j++)
