@@ -236,19 +236,9 @@ tw_status fullft_upload(fullft_set *s, fullft_region reg, const float *host) {
  * non-finite step) may hold NaN, and 0 * NaN is NaN. From one 1 MiB block, so a step's
  * clearing of the gradients does not map (and fault in) a region-sized host buffer. */
 tw_status fullft_zero(fullft_set *s, fullft_region reg) {
-    const size_t block = 1u << 18; /* floats */
-    size_t n = s->n_floats < block ? s->n_floats : block;
-    if (!n) return TW_OK;
-    float *z = tw_calloc(n, sizeof(float));
-    if (!z) return tw_error(TW_ERR_NOMEM, "full fine-tuning: out of memory");
-    tw_status st = TW_OK;
-    size_t base = (size_t)reg * s->n_floats;
-    for (size_t at = 0; !st && at < s->n_floats; at += n) {
-        size_t k = s->n_floats - at < n ? s->n_floats - at : n;
-        st = tw_buffer_upload(s->buf, (base + at) * sizeof(float), z, k * sizeof(float));
-    }
-    tw_free(z);
-    return st;
+    if (!s->n_floats) return TW_OK;
+    return tw_buffer_zero(s->buf, (size_t)reg * s->n_floats * sizeof(float),
+                          s->n_floats * sizeof(float));
 }
 
 /* ---- the trained GGUF ------------------------------------------------------------------------ */

@@ -645,11 +645,9 @@ tw_status lora_set_upload(lora_set *s, lora_region reg, const float *host) {
 }
 
 tw_status lora_set_zero(lora_set *s, lora_region reg) {
-    float *z = tw_calloc(s->n_floats ? s->n_floats : 1, sizeof(float));
-    if (!z) return tw_error(TW_ERR_NOMEM, "LoRA set: out of memory");
-    tw_status st = lora_set_upload(s, reg, z);
-    tw_free(z);
-    return st;
+    if (!s->n_floats) return TW_OK;
+    return tw_buffer_zero(s->buf, (size_t)reg * s->n_floats * sizeof(float),
+                          s->n_floats * sizeof(float));
 }
 
 /* ---- Q/K row order -------------------------------------------------------------------------- */

@@ -220,6 +220,16 @@ tw_status tw_buffer_download(const tw_buffer *buf, size_t offset, void *dst, siz
     return buf->be->vt->mem_download(buf->be, dst, (const char *)buf->ptr + offset, n);
 }
 
+tw_status tw_buffer_zero(tw_buffer *buf, size_t offset, size_t n) {
+    static const char zeros[1 << 16]; /* uploaded in pieces: works on every backend */
+    tw_status st = range_check(buf, "tw_buffer_zero", offset, n);
+    for (size_t at = 0; st == TW_OK && at < n; at += sizeof zeros) {
+        size_t k = n - at < sizeof zeros ? n - at : sizeof zeros;
+        st = buf->be->vt->mem_upload(buf->be, (char *)buf->ptr + offset + at, zeros, k);
+    }
+    return st;
+}
+
 /* ---- op argument checks ------------------------------------------------------------------ */
 
 /* One tensor argument of an op, resolved. */

@@ -243,6 +243,9 @@ size_t tw_buffer_size(const tw_buffer *buf);
  * so the host memory may be reused at once. TW_ERR_ARG when the range is outside the buffer. */
 tw_status tw_buffer_upload(tw_buffer *buf, size_t offset, const void *src, size_t n);
 tw_status tw_buffer_download(const tw_buffer *buf, size_t offset, void *dst, size_t n);
+/* Sets buf[offset, offset+n) to zero bytes (for fp32, +0.0f), synchronously; no host
+ * allocation. TW_ERR_ARG when the range is outside the buffer. */
+tw_status tw_buffer_zero(tw_buffer *buf, size_t offset, size_t n);
 
 /* A buffer over existing host memory (n > 0 bytes at ptr, 16-byte aligned), without a copy:
  * mmap'd GGUF weights become tensors where they lie. CPU backend only (TW_ERR_UNSUPPORTED
