@@ -50,7 +50,8 @@ typedef enum {
 
 /* Records `code` and a printf-style message as this thread's last error, and returns `code`,
  * so callers write `return tw_error(TW_ERR_FORMAT, "%s: tensor '%s': offset out of file", ..)`.
- * The message should name the file, field or value at fault. */
+ * The message should name the file, field or value at fault. It is always one line: a control
+ * byte in it (a newline in a name quoted from a file) is stored as '?'. */
 tw_status tw_error(tw_status code, const char *fmt, ...) TW_PRINTF(2, 3);
 /* Prefixes the current message with "prefix: " (adds context on the way up). Returns the
  * current code. */

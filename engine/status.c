@@ -9,11 +9,20 @@
 static _Thread_local tw_status tl_code;
 static _Thread_local char tl_msg[TW_ERRMSG_CAP];
 
+/* A message is one line whatever it quotes: names and values read from files (a tensor name,
+ * a JSON string) may hold a newline or other control byte, which would break the one-line
+ * error of the CLI, of a log record and of an HTTP error body. Each becomes '?'. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 tw_status tw_error(tw_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
     va_end(ap);
+    one_line(tl_msg);
     tl_code = code;
     return code;
 }
@@ -34,6 +43,7 @@ tw_status tw_error_wrap(const char *fmt, ...) {
     if (no > room) no = room;
     memcpy(tl_msg + np + 2, old, no);
     tl_msg[np + 2 + no] = 0;
+    one_line(tl_msg);
     return tl_code;
 }
 
