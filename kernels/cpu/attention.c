@@ -248,6 +248,77 @@ AVX2 static void softmax_weights_avx2(float *sg, int64_t len, int f16) {
     }
 }
 
+/* The 8x8 transpose of r[0..7] in place (moves only). */
+AVX2 static inline void transpose8x8_ps(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* SINGLE-order q . k_j for 8 rows k[0..7] at once, d % 32 == 0 (no fp64 tail): out[p] is
+ * dot_ordered(q, k[p], d, 0). Each row's four chains and their first sums, s_p = (x0 + x2) +
+ * (x1 + x3), are hsum_single's; the rest of hsum_single, t_k = s[k] + s[k + 4] then (t0 + t1)
+ * + (t2 + t3), runs on the transposed s vectors (lane p: row p), so the additions and their
+ * operands are the same and so are the bits; the transpose replaces eight hadd pairs. */
+AVX2 static inline __m256 dot8_single(const float *q, const float *const *k, int64_t d) {
+    __m256 sv[8];
+    for (int p = 0; p < 8; p++) {
+        __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0;
+        const float *kr = k[p];
+        for (int64_t i = 0; i < d; i += 32) {
+            x0 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i), _mm256_loadu_ps(q + i), x0);
+            x1 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 8), _mm256_loadu_ps(q + i + 8), x1);
+            x2 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 16), _mm256_loadu_ps(q + i + 16), x2);
+            x3 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 24), _mm256_loadu_ps(q + i + 24), x3);
+        }
+        sv[p] = _mm256_add_ps(_mm256_add_ps(x0, x2), _mm256_add_ps(x1, x3));
+    }
+    transpose8x8_ps(sv); /* sv[l] lane p: row p's s[l] */
+    __m256 t0 = _mm256_add_ps(sv[0], sv[4]), t1 = _mm256_add_ps(sv[1], sv[5]);
+    __m256 t2 = _mm256_add_ps(sv[2], sv[6]), t3 = _mm256_add_ps(sv[3], sv[7]);
+    return _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));
+}
+
+/* SINGLE-order sum_j p_j v_j into o (d8 elements, a multiple of 8): chain l = j % 32 of each
+ * element takes the positions j = l, l + 32, ... in order with one fma each, as the chains in
+ * memory of attend_avx2's scalar-tail path do; here eight chains of eight elements at a time
+ * stay in registers and are stored once (acc: (32, d)), then reduced as ggml_vec_dot reduces
+ * them, vectorized over the elements (lane-wise, the same operations). */
+AVX2 static void pv_single(float *o, const float *sg, const float *const *vrow, int64_t len,
+                           int64_t d, int64_t d8, float *acc) {
+    for (int64_t i = 0; i < d8; i += 8)
+        for (int l0 = 0; l0 < 32; l0 += 8) {
+            __m256 c[8];
+            for (int q = 0; q < 8; q++) c[q] = _mm256_setzero_ps();
+            int64_t j = l0;
+            for (; j + 8 <= len; j += 32)
+                for (int q = 0; q < 8; q++)
+                    c[q] = _mm256_fmadd_ps(_mm256_loadu_ps(vrow[j + q] + i), _mm256_broadcast_ss(sg + j + q), c[q]);
+            for (int q = 0; j + q < len && q < 8; q++)
+                c[q] = _mm256_fmadd_ps(_mm256_loadu_ps(vrow[j + q] + i), _mm256_broadcast_ss(sg + j + q), c[q]);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(acc + (l0 + q) * d + i, c[q]);
+        }
+    for (int64_t i = 0; i < d8; i += 8) {
+        __m256 y[8];
+#define C(l) _mm256_loadu_ps(acc + (l) * d + i)
+        for (int l = 0; l < 8; l++)
+            y[l] = _mm256_add_ps(_mm256_add_ps(C(l), C(16 + l)), _mm256_add_ps(C(8 + l), C(24 + l)));
+#undef C
+        __m256 u0 = _mm256_add_ps(y[0], y[4]), u1 = _mm256_add_ps(y[1], y[5]);
+        __m256 u2 = _mm256_add_ps(y[2], y[6]), u3 = _mm256_add_ps(y[3], y[7]);
+        _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3)));
+    }
+}
+
 /* One token t, the ng query heads h0.. of kv head kh. work: (ng, len) scores then weights,
  * (32, head_dim) chain accumulators, (len, head_dim) K and V rows as fp32 (f16 caches). */
 AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -273,6 +344,10 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
     }
     for (int64_t g = 0; g < ng; g++) {
         int64_t j = 0;
+        if (!batch && d % 32 == 0)
+            for (; j + 8 <= len; j += 8)
+                _mm256_storeu_ps(sc + g * len + j,
+                                 _mm256_mul_ps(dot8_single(qh[g], krow + j, d), _mm256_set1_ps(s->scale)));
         if (batch && d % 8 == 0)
             for (; j + 4 <= len; j += 4) {
                 float dots[4];
@@ -319,8 +394,12 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
             }
             continue;
         }
-        /* SINGLE: sum_j p_j v_j, chain (j % 32) per output element, vectorized over the
-         * elements, the chains in memory. */
+        /* SINGLE: sum_j p_j v_j, chain (j % 32) per output element. */
+        if (d8 == d) {
+            pv_single(o, sg, vrow, len, d, d8, acc);
+            continue;
+        }
+        /* (head_dim not a multiple of 8) vectorized over the elements, the chains in memory */
         memset(acc, 0, (size_t)(nch * d) * sizeof(float));
         for (j = 0; j < len; j++) {
             const float *vr = vrow[j]; /* (head_dim) */
