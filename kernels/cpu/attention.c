@@ -264,21 +264,29 @@ AVX2 static inline void transpose8x8_ps(__m256 r[8]) {
     r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* SINGLE-order q . k_j for 8 rows k[0..7] at once, d % 32 == 0 (no fp64 tail): out[p] is
- * dot_ordered(q, k[p], d, 0). Each row's four chains and their first sums, s_p = (x0 + x2) +
- * (x1 + x3), are hsum_single's; the rest of hsum_single, t_k = s[k] + s[k + 4] then (t0 + t1)
- * + (t2 + t3), runs on the transposed s vectors (lane p: row p), so the additions and their
- * operands are the same and so are the bits; the transpose replaces eight hadd pairs. */
-AVX2 static inline __m256 dot8_single(const float *q, const float *const *k, int64_t d) {
+/* 8 elements of a cache row from element i: f16 (converted, exact) or f32. */
+#define LD8(row, i, F16)                                                                      \
+    ((F16) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(row) + (i)))) \
+           : _mm256_loadu_ps((const float *)(row) + (i)))
+
+/* SINGLE-order q . k_j for 8 cache rows k[0..7] (f16 when F16, else f32) at once, d % 32 ==
+ * 0 (no fp64 tail): lane p is dot_ordered(q, k[p] as fp32, d, 0). Each row's four chains and
+ * their first sums, s_p = (x0 + x2) + (x1 + x3), are hsum_single's; the rest of hsum_single,
+ * t_k = s[k] + s[k + 4] then (t0 + t1) + (t2 + t3), runs on the transposed s vectors (lane
+ * p: row p), so the additions and their operands are the same and so are the bits; the
+ * transpose replaces eight hadd pairs. */
+AVX2 static inline __attribute__((always_inline)) __m256 dot8_single(const float *q,
+                                                                   const void *const *k,
+                                                                   int64_t d, const int F16) {
     __m256 sv[8];
     for (int p = 0; p < 8; p++) {
         __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0;
-        const float *kr = k[p];
+        const void *kr = k[p];
         for (int64_t i = 0; i < d; i += 32) {
-            x0 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i), _mm256_loadu_ps(q + i), x0);
-            x1 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 8), _mm256_loadu_ps(q + i + 8), x1);
-            x2 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 16), _mm256_loadu_ps(q + i + 16), x2);
-            x3 = _mm256_fmadd_ps(_mm256_loadu_ps(kr + i + 24), _mm256_loadu_ps(q + i + 24), x3);
+            x0 = _mm256_fmadd_ps(LD8(kr, i, F16), _mm256_loadu_ps(q + i), x0);
+            x1 = _mm256_fmadd_ps(LD8(kr, i + 8, F16), _mm256_loadu_ps(q + i + 8), x1);
+            x2 = _mm256_fmadd_ps(LD8(kr, i + 16, F16), _mm256_loadu_ps(q + i + 16), x2);
+            x3 = _mm256_fmadd_ps(LD8(kr, i + 24, F16), _mm256_loadu_ps(q + i + 24), x3);
         }
         sv[p] = _mm256_add_ps(_mm256_add_ps(x0, x2), _mm256_add_ps(x1, x3));
     }
@@ -288,26 +296,29 @@ AVX2 static inline __m256 dot8_single(const float *q, const float *const *k, int
     return _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));
 }
 
-/* SINGLE-order sum_j p_j v_j into o (d8 elements, a multiple of 8): chain l = j % 32 of each
- * element takes the positions j = l, l + 32, ... in order with one fma each, as the chains in
- * memory of attend_avx2's scalar-tail path do; here eight chains of eight elements at a time
- * stay in registers and are stored once (acc: (32, d)), then reduced as ggml_vec_dot reduces
- * them, vectorized over the elements (lane-wise, the same operations). */
-AVX2 static void pv_single(float *o, const float *sg, const float *const *vrow, int64_t len,
-                           int64_t d, int64_t d8, float *acc) {
-    for (int64_t i = 0; i < d8; i += 8)
+/* SINGLE-order sum_j p_j v_j into o (d elements, a multiple of 8), v_j cache rows (f16 when
+ * F16, else f32): chain l = j % 32 of each element takes the positions j = l, l + 32, ... in
+ * order with one fma each, as the chains in memory of attend_avx2's general path do; here
+ * eight chains of eight elements at a time stay in registers and are stored once (acc: (32,
+ * d)), then reduced as ggml_vec_dot reduces them, vectorized over the elements (lane-wise,
+ * the same operations). */
+AVX2 static inline __attribute__((always_inline)) void pv_single(float *o, const float *sg,
+                                                               const void *const *vrow,
+                                                               int64_t len, int64_t d,
+                                                               float *acc, const int F16) {
+    for (int64_t i = 0; i < d; i += 8)
         for (int l0 = 0; l0 < 32; l0 += 8) {
             __m256 c[8];
             for (int q = 0; q < 8; q++) c[q] = _mm256_setzero_ps();
             int64_t j = l0;
             for (; j + 8 <= len; j += 32)
                 for (int q = 0; q < 8; q++)
-                    c[q] = _mm256_fmadd_ps(_mm256_loadu_ps(vrow[j + q] + i), _mm256_broadcast_ss(sg + j + q), c[q]);
+                    c[q] = _mm256_fmadd_ps(LD8(vrow[j + q], i, F16), _mm256_broadcast_ss(sg + j + q), c[q]);
             for (int q = 0; j + q < len && q < 8; q++)
-                c[q] = _mm256_fmadd_ps(_mm256_loadu_ps(vrow[j + q] + i), _mm256_broadcast_ss(sg + j + q), c[q]);
+                c[q] = _mm256_fmadd_ps(LD8(vrow[j + q], i, F16), _mm256_broadcast_ss(sg + j + q), c[q]);
             for (int q = 0; q < 8; q++) _mm256_storeu_ps(acc + (l0 + q) * d + i, c[q]);
         }
-    for (int64_t i = 0; i < d8; i += 8) {
+    for (int64_t i = 0; i < d; i += 8) {
         __m256 y[8];
 #define C(l) _mm256_loadu_ps(acc + (l) * d + i)
         for (int l = 0; l < 8; l++)
@@ -316,6 +327,44 @@ AVX2 static void pv_single(float *o, const float *sg, const float *const *vrow, 
         __m256 u0 = _mm256_add_ps(y[0], y[4]), u1 = _mm256_add_ps(y[1], y[5]);
         __m256 u2 = _mm256_add_ps(y[2], y[6]), u3 = _mm256_add_ps(y[3], y[7]);
         _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3)));
+    }
+}
+
+/* A decode step's token (SINGLE order) with d % 32 == 0: the K and V rows are read from the
+ * cache as they are (no fp32 copies: for a long context those overflowed L1 and their stores
+ * were half of the kernel's time); for each run of 8 positions the ng heads' dots are formed
+ * while the rows are in L1, and each head's V product then reads rows L1 or L2 holds. work as
+ * attend_avx2's. The bits are attend_avx2's general path's (the f16 values convert exactly). */
+AVX2 static inline __attribute__((always_inline)) void
+attend_single(float *out, const float (*qh)[1024], const void *k_cache, const void *v_cache,
+              const int32_t *bt, int64_t len, int64_t t, int64_t kh, int64_t h0, int64_t ng,
+              const tw_attn_shape *s, void *work, const int F16) {
+    const int64_t d = s->head_dim;
+    const void **krow = (const void **)work; /* (len) */
+    const void **vrow = krow + len;          /* (len) */
+    float *sc = (float *)(vrow + len);       /* (ng, len) */
+    float *acc = sc + ng * len;              /* (32, d) */
+    const size_t esz = F16 ? 2 : 4;
+    for (int64_t j = 0; j < len; j++) {
+        int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
+        size_t at = (size_t)((slot * s->n_kv_head + kh) * d) * esz;
+        krow[j] = (const char *)k_cache + at;
+        vrow[j] = (const char *)v_cache + at;
+    }
+    const __m256 scale = _mm256_set1_ps(s->scale);
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        for (int64_t g = 0; g < ng; g++)
+            _mm256_storeu_ps(sc + g * len + j, _mm256_mul_ps(dot8_single(qh[g], krow + j, d, F16), scale));
+    for (; j < len; j++) { /* the last < 8 positions: dot_ordered on converted rows */
+        float kf[1024];
+        for (int64_t i = 0; i < d; i += 8) _mm256_storeu_ps(kf + i, LD8(krow[j], i, F16));
+        for (int64_t g = 0; g < ng; g++) sc[g * len + j] = dot_ordered(qh[g], kf, d, 0) * s->scale;
+    }
+    for (int64_t g = 0; g < ng; g++) {
+        float *sg = sc + g * len;
+        softmax_weights_avx2(sg, len, F16);
+        pv_single(out + (t * s->n_head + h0 + g) * d, sg, vrow, len, d, acc, F16);
     }
 }
 
@@ -337,6 +386,14 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
         const float *qr = q + (t * s->n_head + h0 + g) * d; /* (head_dim) */
         for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? _cvtsh_ss(_cvtss_sh(qr[i], 0)) : qr[i];
     }
+    if (!batch && d % 32 == 0 && s->ct == TW_DTYPE_F16) {
+        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, 1);
+        return;
+    }
+    if (!batch && d % 32 == 0) {
+        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, 0);
+        return;
+    }
     for (int64_t j = 0; j < len; j++) {
         int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
         krow[j] = cache_row_avx2(k_cache, s->ct, slot, kh, s, kconv + j * d);
@@ -344,10 +401,6 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
     }
     for (int64_t g = 0; g < ng; g++) {
         int64_t j = 0;
-        if (!batch && d % 32 == 0)
-            for (; j + 8 <= len; j += 8)
-                _mm256_storeu_ps(sc + g * len + j,
-                                 _mm256_mul_ps(dot8_single(qh[g], krow + j, d), _mm256_set1_ps(s->scale)));
         if (batch && d % 8 == 0)
             for (; j + 4 <= len; j += 4) {
                 float dots[4];
@@ -394,12 +447,8 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
             }
             continue;
         }
-        /* SINGLE: sum_j p_j v_j, chain (j % 32) per output element. */
-        if (d8 == d) {
-            pv_single(o, sg, vrow, len, d, d8, acc);
-            continue;
-        }
-        /* (head_dim not a multiple of 8) vectorized over the elements, the chains in memory */
+        /* SINGLE (head_dim not a multiple of 32): sum_j p_j v_j, chain (j % 32) per output
+         * element, vectorized over the elements, the chains in memory. */
         memset(acc, 0, (size_t)(nch * d) * sizeof(float));
         for (j = 0; j < len; j++) {
             const float *vr = vrow[j]; /* (head_dim) */
