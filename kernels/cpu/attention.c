@@ -753,17 +753,39 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
         }
     }
     int64_t n_tasks = plan ? (n_tiles + n_single) * s->n_kv_head : s->n_tok * s->n_kv_head;
+    /* A decode step of few sequences has few (token, kv head) tasks (SmolLM2, one sequence:
+     * 3, which two threads share 2 + 1); then each query head is a task of its own (9: 5 +
+     * 4). A head's result does not depend on the heads computed with it, so the bits stay. */
+    const int nt = tw_threads_get();
+    const int per_head = plan && n_tiles == 0 && group > 1 && nt > 1 && n_tasks < 4 * nt;
+    if (per_head) n_tasks = n_single * s->n_head;
     size_t wfl = 0;
     if (plan) {
         size_t wt = n_tiles ? tile_work_floats(tile_lp, tile_q * group, d) : 0;
         size_t ws = n_single ? token_work_floats(single_len, d) : 0;
         wfl = wt > ws ? wt : ws;
     }
-#pragma omp parallel num_threads(tw_threads_get()) if (n_tasks > 1)
+#pragma omp parallel num_threads(nt) if (n_tasks > 1)
     {
         float *work = plan ? tw_malloc(wfl * sizeof(float)) : NULL; /* this thread's */
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < n_tasks; task++) {
+#ifdef TW_X86
+            if (per_head && work) {
+                int64_t t = single[task / s->n_head], h = task % s->n_head;
+                const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
+                int64_t n_in_seq = start[tok_seq[t] + 1] - start[tok_seq[t]];
+                attend_avx2(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, h / group, h, 1, s,
+                            n_in_seq >= 2, work);
+                continue;
+            }
+            if (per_head) { /* no memory for this thread's work area: the portable kernel */
+                int64_t t = single[task / s->n_head], h = task % s->n_head;
+                attend(out, q, k_cache, v_cache, block_table + (int64_t)tok_seq[t] * s->max_blocks,
+                       tok_pos[t] + 1, t, h / group, h, 1, s);
+                continue;
+            }
+#endif
             int64_t kh = task % s->n_kv_head, unit = task / s->n_kv_head;
             if (!plan || (work == NULL && unit >= n_tiles)) { /* portable, or no memory */
                 int64_t t = plan ? single[unit - n_tiles] : unit;

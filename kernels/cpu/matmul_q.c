@@ -262,6 +262,7 @@ AVX2 INLINE void ctile_avx2(tw_dtype t, const int MR, float *y, int64_t ldy,
         for (int64_t b = b0; b < b1; b++) {
             const uint8_t *blk = w + (size_t)b * bb;
             const float *ddb = dd + (b - b0) * X_GROUP;
+            _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
             __m256i wq = decode_avx2(t, blk);
             __m256i wa = sgn ? _mm256_sign_epi8(wq, wq) : wq;
 #pragma GCC unroll 8
