@@ -171,7 +171,9 @@ tw_status tw_cpu_matmul_f(float *y, const float *x, const void *w, tw_dtype t, c
     void (*tiles)(int, int, float *, int64_t, const float *, const uint8_t *, size_t, int64_t,
                   const float *) = t == TW_DTYPE_F16 ? ftiles_f16 : t == TW_DTYPE_BF16 ? ftiles_bf16 : ftiles_f32;
 #endif
-    const int MR = m == 1 ? 1 : 4, NR = m == 1 ? 4 : 3;
+    /* A matvec walks its weight rows one at a time: one stream through memory (SmolLM2 F16
+     * decode, tg128: +10% at 1 thread and +6% at 2 against 4 rows side by side). */
+    const int MR = m == 1 ? 1 : 4, NR = m == 1 ? 1 : 3;
     int64_t nchunks = (n_out + O_CHUNK - 1) / O_CHUNK;
     const uint8_t *wb = w;
 #pragma omp parallel for schedule(static) num_threads(tw_threads_get()) if (nchunks > 1 && m * n_out * k >= 65536)
