@@ -260,6 +260,21 @@ int tw_sb_printf(tw_sb *sb, const char *fmt, ...) {
     return 0;
 }
 
+int tw_sb_pct(tw_sb *sb, const char *s, size_t n, const char *keep) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~' || (c && keep && strchr(keep, c))) {
+            tw_sb_putc(sb, (char)c);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            tw_sb_append(sb, e, 3);
+        }
+    }
+    return sb->failed ? -1 : 0;
+}
+
 int tw_sb_json_str(tw_sb *sb, const char *s, size_t n) {
     int rc = tw_sb_putc(sb, '"');
     size_t run = 0; /* start of the pending run of bytes that need no escape */

@@ -135,6 +135,9 @@ int tw_sb_putc(tw_sb *sb, char c);
 int tw_sb_printf(tw_sb *sb, const char *fmt, ...) TW_PRINTF(2, 3);
 /* Appends s as a JSON string literal, quotes included. */
 int tw_sb_json_str(tw_sb *sb, const char *s, size_t n);
+/* Appends s[0..n) percent-encoded (RFC 3986): each byte outside the unreserved set (A-Z a-z
+ * 0-9 - . _ ~) and the bytes of keep (NULL: none) as %XX, upper-case hex. */
+int tw_sb_pct(tw_sb *sb, const char *s, size_t n, const char *keep);
 const char *tw_sb_str(const tw_sb *sb); /* "" when empty */
 char *tw_sb_take(tw_sb *sb);            /* hands the buffer to the caller (tw_free) */
 

@@ -246,21 +246,9 @@ tw_status crawl_base64_decode(const char *in, size_t n, char **out, size_t *out_
 }
 
 char *crawl_url_escape(const char *s, int keep_slash) {
-    static const char hex[] = "0123456789ABCDEF";
     tw_sb sb;
     tw_sb_init(&sb);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        unsigned char c = *p;
-        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/');
-        if (plain) {
-            tw_sb_putc(&sb, (char)c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            tw_sb_append(&sb, e, 3);
-        }
-    }
-    if (sb.failed) {
+    if (tw_sb_pct(&sb, s ? s : "", s ? strlen(s) : 0, keep_slash ? "/" : NULL)) {
         tw_sb_free(&sb);
         return NULL;
     }

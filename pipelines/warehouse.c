@@ -189,8 +189,9 @@ static const char *const wh_migrations[] = {
     /* 3: local documents keyed by folder, "file:<rel>" -> wh_local_url(source folder, rel), so
      * two folders of one author with the same relative path stop sharing one document. Only
      * sources of platform local with an absolute folder (local_v3; twin_local_url gives NULL
-     * otherwise: a relative folder's keys and states are left as they are) and only keys of the old form (a relative path never starts with '/', so an old key never
-     * starts with "file://", and no new key can collide with an old one). Documents keep their
+     * otherwise: a relative folder's keys and states are left as they are) and only keys of
+     * the old form (a relative path never starts with '/', so an old key never starts with
+     * "file://", and no new key can collide with an old one). Documents keep their
      * id (versions, cleaned text, chunks and embeddings stay). A fetch state moves with its key
      * only when its source's document under that key holds the content it remembers: where two
      * folders shared a key, the document holds one folder's text and the other folder's state
@@ -690,28 +691,15 @@ static const char *local_folder(const char *folder, size_t *n) {
     return folder;
 }
 
-/* Appends p[0..n) with every byte outside pchar and '/' as %XX (RFC 3986, 3.3). */
-static void local_url_encode(tw_sb *out, const char *p, size_t n) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            (c && strchr("-._~!$&'()*+,;=:@/", c))) {
-            tw_sb_putc(out, (char)c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            tw_sb_append(out, e, 3);
-        }
-    }
-}
-
 void wh_local_url(const char *folder, const char *rel, tw_sb *out) {
     size_t n;
     const char *f = local_folder(folder ? folder : "", &n);
     tw_sb_puts(out, f[0] == '/' ? "file://" : "file:");
-    local_url_encode(out, f, n);
+    /* pchar (RFC 3986, 3.3: unreserved, sub-delims, ':' and '@') and '/' stay as they are */
+    static const char keep[] = "!$&'()*+,;=:@/";
+    tw_sb_pct(out, f, n, keep);
     if (!(n && f[n - 1] == '/')) tw_sb_putc(out, '/');
-    local_url_encode(out, rel ? rel : "", rel ? strlen(rel) : 0);
+    tw_sb_pct(out, rel ? rel : "", rel ? strlen(rel) : 0, keep);
 }
 
 /* SQL twin_local_url(folder, rel) for migration 3: wh_local_url, or NULL when the folder is not

@@ -37,8 +37,8 @@
  *             PRIMARY KEY(run_id, step))
  *   run_evals(run_id, step, split, loss, metrics_json, PRIMARY KEY(run_id, step, split))
  * Version 3 keys local documents by folder (wh_local_url): the documents and fetch states of
- * each local source move from "file:<relative path>" to "file://<absolute path>" (see
- * wh_migrate_local_urls in warehouse.c); no table changes.
+ * each local source move from "file:<relative path>" to "file://<absolute path>" (migration 3
+ * in warehouse.c, SQL with the function twin_local_url); no table changes.
  * Timestamps are seconds since the Unix epoch (REAL, wall clock); dates of publication are
  * ISO 8601 text ("2024-05-01" or "2024-05-01T10:00:00Z") as the source gave them, normalised.
  *
