@@ -29,17 +29,8 @@ struct fullft_set {
 
 static size_t align64f(size_t x) { return (x + 63) & ~(size_t)63; }
 
-static int is_llama(const tw_model *m) {
-    return m->arch->norm == TW_NORM_RMS && m->arch->ffn == TW_FFN_SWIGLU && !m->arch->learned_pos &&
-           !m->arch->encoder_only;
-}
-
-/* The architectures train.c's step covers (its trainer_make tests the same). */
-static int is_gpt2(const tw_model *m) {
-    return m->arch->norm == TW_NORM_LAYER && m->arch->ffn == TW_FFN_GELU && m->arch->learned_pos &&
-           !m->arch->encoder_only;
-}
-static int trainable(const tw_model *m) { return is_llama(m) || is_gpt2(m); }
+/* The architectures train.c's step covers (model_impl.h). */
+static int trainable(const tw_model *m) { return tw_train_family(m) != TW_TRAIN_NONE; }
 
 static const tw_weight *model_w(const tw_model *m, int32_t layer, int role) {
     return role < TW_W_LAYER_FIRST ? &m->g[role] : tw_layer_w(m, layer, (tw_wrole)role);

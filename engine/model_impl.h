@@ -148,4 +148,16 @@ static inline const tw_weight *tw_layer_w(const tw_model *m, int32_t l, tw_wrole
     return &m->layers[l].w[r - TW_W_LAYER_FIRST];
 }
 
+/* The two decoder families the trainer's step covers (train.c, and fullft.c for --full):
+ * TW_TRAIN_LLAMA (RMSNorm, rotary positions, SwiGLU), TW_TRAIN_GPT2 (LayerNorm, learned
+ * positions, GELU), else TW_TRAIN_NONE. */
+enum { TW_TRAIN_NONE = 0, TW_TRAIN_LLAMA, TW_TRAIN_GPT2 };
+static inline int tw_train_family(const tw_model *m) {
+    const tw_arch_desc *a = m->arch;
+    if (a->encoder_only) return TW_TRAIN_NONE;
+    if (a->norm == TW_NORM_RMS && a->ffn == TW_FFN_SWIGLU && !a->learned_pos) return TW_TRAIN_LLAMA;
+    if (a->norm == TW_NORM_LAYER && a->ffn == TW_FFN_GELU && a->learned_pos) return TW_TRAIN_GPT2;
+    return TW_TRAIN_NONE;
+}
+
 #endif

@@ -76,10 +76,7 @@ static tw_status trainer_make(tw_model *m, lora_set *s, fullft_set *f, const tra
                               trainer **out) {
     if (o->max_tokens < 1) return tw_error(TW_ERR_ARG, "trainer: max_tokens %lld < 1", (long long)o->max_tokens);
     const tw_model_hparams *hp = &m->hp;
-    const int llama = m->arch->norm == TW_NORM_RMS && m->arch->ffn == TW_FFN_SWIGLU &&
-                      !m->arch->learned_pos && !m->arch->encoder_only;
-    const int gpt2 = m->arch->norm == TW_NORM_LAYER && m->arch->ffn == TW_FFN_GELU &&
-                     m->arch->learned_pos && !m->arch->encoder_only;
+    const int llama = tw_train_family(m) == TW_TRAIN_LLAMA, gpt2 = tw_train_family(m) == TW_TRAIN_GPT2;
     if (!llama && !gpt2)
         return tw_error(TW_ERR_UNSUPPORTED, "trainer: %s: architecture '%s' is neither of the "
                         "llama family (RMSNorm, rotary positions, SwiGLU) nor GPT-2", m->path,
