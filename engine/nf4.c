@@ -12,8 +12,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* The table lives with the kernels (kernels.h), which dequantize with it too. */
-const float *nf4_code_values(void) { return tw_nf4_values_get(); }
 
 /* ---- the construction ------------------------------------------------------------------ */
 

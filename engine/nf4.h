@@ -5,9 +5,9 @@
  *
  * The format (Dettmers et al. 2023, "QLoRA", section 3, and bitsandbytes functional.py /
  * csrc/kernels.cu):
- *   - codes: the 16 values of nf4_code_values(): 8 positive quantiles and 7 negative ones of
- *     N(0,1) at probabilities linspace(0.9677083, 0.5, 9)[:-1] and linspace(0.9677083, 0.5,
- *     8)[:-1], plus an exact 0, normalised by the largest to [-1, 1] (nf4_code_values_build
+ *   - codes: the 16 values of tw_nf4_values_get() (kernels.h): 8 positive quantiles and 7
+ *     negative ones of N(0,1) at probabilities linspace(0.9677083, 0.5, 9)[:-1] and
+ *     linspace(0.9677083, 0.5, 8)[:-1], plus an exact 0, normalised by the largest to [-1, 1] (nf4_code_values_build
  *     redoes this construction; the table is the one bitsandbytes publishes);
  *   - blocks of 64 consecutive elements (the last one may be shorter) scaled by their absmax:
  *     code = nearest NF4 value to x * (1/absmax) (float32 product, as the kernel computes it;
@@ -48,9 +48,6 @@ extern "C" {
 #define NF4_BLOCK 64   /* elements per absmax block */
 #define NF4_BLOCK2 256 /* absmax values per double-quantization block */
 
-/* The 16 NF4 values, ascending, code i -> value i (static, bitsandbytes' published table:
- * kernels.h's tw_nf4_values_get, the one copy). */
-const float *nf4_code_values(void);
 /* Recomputes the 16 values from the paper's construction (inverse normal CDF of float32
  * linspace probabilities, in double, rounded to float32, divided by the largest in float32);
  * for checking the table. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "nf4.h"
 #include "test.h"
 
@@ -83,7 +84,7 @@ static void load_golden(void) {
 }
 
 static void test_code_values(void) {
-    const float *v = nf4_code_values();
+    const float *v = tw_nf4_values_get();
     float built[16];
     nf4_code_values_build(built);
     /* the construction (double inverse CDF, rounded to float32) lands on the published float32
@@ -184,7 +185,7 @@ static void test_golden(void) {
             for (uint32_t i = 0; i < n; i++) ok &= f32_same(take_f32(r), deq[i]);
         } else {
             /* not stored: the element is its golden code value times its golden absmax */
-            const float *v = nf4_code_values();
+            const float *v = tw_nf4_values_get();
             for (uint32_t i = 0; i < n && q; i++) {
                 uint8_t code = (i & 1) ? q[i / 2] & 15 : q[i / 2] >> 4;
                 ok &= f32_same(v[code] * am[i / 64], deq[i]);
@@ -223,7 +224,7 @@ static float nrand(void) { /* Box-Muller */
 
 static void test_error_bounds(void) {
     const size_t sizes[] = {1, 2, 3, 63, 64, 65, 127, 129, 1000, 64 * 256 + 1, 64 * 300 + 33};
-    const float *v = nf4_code_values();
+    const float *v = tw_nf4_values_get();
     float half_gap = 0; /* the widest half-gap between neighbouring codes */
     for (int i = 0; i + 1 < 16; i++)
         if ((v[i + 1] - v[i]) / 2 > half_gap) half_gap = (v[i + 1] - v[i]) / 2;
