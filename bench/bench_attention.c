@@ -3,6 +3,7 @@
  * threads (or --threads LIST).
  *
  *   bench_attention [--prompt 512] [--ctx 512] [--batch 8] [--threads 1,2] [--types f16,f32]
+ *                   [--layers 1]
  *
  * Cases: "prefill" (one sequence, --prompt tokens at positions 0.., one call: a prompt chunk)
  * and "decode" (--batch sequences of --ctx tokens each, one new token each: a decode step).
@@ -12,6 +13,8 @@
  * here too, memcmp). Times: the best of 9 trials of at least 3 calls and ~0.1 s each (the
  * machine is shared: the minimum is the least disturbed one), and the process CPU time per
  * call and thread of that trial (on a busy machine the steadier figure at one thread).
+ * --layers N: N sets of caches, called in turn as a model's layers are (SmolLM2 has 30): then
+ * a decode step's K/V rows come from memory, as in `twin bench infer`, not from the CPU's caches.
  * The anchor for the whole model is `twin bench infer` (llama.cpp); this one isolates the op.
  * Exit status 0; 1 when the two kernels differ; 2 on bad usage. */
 #include "core.h"
@@ -45,30 +48,38 @@ static double cpu_now_s(void) {
 }
 
 /* One attention problem: caches, block tables, queries. */
+#define MAX_LAYERS 64
+
 typedef struct {
     tw_attn_shape sh;
-    void *kc, *vc;
+    void *kc, *vc;              /* the current layer's caches */
+    void *kcl[MAX_LAYERS], *vcl[MAX_LAYERS];
+    int n_layers, cur;
     int32_t *bt, *seq, *pos;
     float *q, *out;
 } problem;
 
 /* n_seq sequences of len tokens each (pages dealt out in a shuffled order); the last n_new
  * tokens of each are the queries. */
-static problem problem_make(tw_dtype ct, int64_t n_seq, int64_t len, int64_t n_new) {
+static problem problem_make(tw_dtype ct, int64_t n_seq, int64_t len, int64_t n_new, int n_layers) {
     problem p;
+    p.n_layers = n_layers, p.cur = 0;
     const int64_t ps = 16, nh = 9, nkv = 3, d = 64;
     int64_t mb = (len + ps - 1) / ps, n_pages = n_seq * mb, n_slots = n_pages * ps, row = nkv * d;
     p.sh = (tw_attn_shape){mb, ps, n_seq * n_new, nh, nkv, d, 0.125f, ct};
     size_t esz = ct == TW_DTYPE_F16 ? 2 : 4;
-    p.kc = xmalloc((size_t)(n_slots * row) * esz);
-    p.vc = xmalloc((size_t)(n_slots * row) * esz);
     float *k = xmalloc((size_t)row * sizeof(float)), *v = xmalloc((size_t)row * sizeof(float));
     int32_t *slot = xmalloc(sizeof(int32_t));
-    for (int64_t sl = 0; sl < n_slots; sl++) {
-        for (int64_t i = 0; i < row; i++) k[i] = frand(), v[i] = frand();
-        slot[0] = (int32_t)sl;
-        tw_cpu_kv_write(p.kc, p.vc, ct, k, v, slot, 1, nkv, d);
+    for (int l = 0; l < n_layers; l++) {
+        p.kcl[l] = xmalloc((size_t)(n_slots * row) * esz);
+        p.vcl[l] = xmalloc((size_t)(n_slots * row) * esz);
+        for (int64_t sl = 0; sl < n_slots; sl++) {
+            for (int64_t i = 0; i < row; i++) k[i] = frand(), v[i] = frand();
+            slot[0] = (int32_t)sl;
+            tw_cpu_kv_write(p.kcl[l], p.vcl[l], ct, k, v, slot, 1, nkv, d);
+        }
     }
+    p.kc = p.kcl[0], p.vc = p.vcl[0];
     tw_free(k), tw_free(v), tw_free(slot);
     p.bt = xmalloc((size_t)n_pages * sizeof(int32_t));
     for (int64_t i = 0; i < n_pages; i++) p.bt[i] = (int32_t)i;
@@ -92,12 +103,23 @@ static problem problem_make(tw_dtype ct, int64_t n_seq, int64_t len, int64_t n_n
 }
 
 static void problem_free(problem *p) {
-    tw_free(p->kc), tw_free(p->vc), tw_free(p->bt), tw_free(p->seq), tw_free(p->pos);
+    for (int l = 0; l < p->n_layers; l++) tw_free(p->kcl[l]), tw_free(p->vcl[l]);
+    tw_free(p->bt), tw_free(p->seq), tw_free(p->pos);
     tw_free(p->q), tw_free(p->out);
 }
 
+/* One call on the next layer's caches (a model's forward visits its layers in turn: with
+ * --layers 30 a decode step's K/V come from memory, not from the caches of the CPU). */
 static void run(problem *p, int variant) {
+    p->cur = (p->cur + 1) % p->n_layers;
+    p->kc = p->kcl[p->cur], p->vc = p->vcl[p->cur];
     tw_cpu_attention_variant(p->out, p->q, p->kc, p->vc, p->bt, p->seq, p->pos, &p->sh, variant);
+}
+
+/* One call on layer 0's caches: the outputs the two variants are compared on. */
+static void run_first(problem *p, int variant) {
+    p->cur = p->n_layers - 1;
+    run(p, variant);
 }
 
 /* Best wall seconds per call over 9 trials; *cpu_s: that trial's CPU seconds per call. */
@@ -132,7 +154,7 @@ static int parse_list(const char *s, int64_t *out, int max) {
 
 int main(int argc, char **argv) {
     int64_t prompt = 512, ctx = 512, batch = 8, ths[8] = {1, 2};
-    int n_th = 2, do_f16 = 1, do_f32 = 1;
+    int n_th = 2, do_f16 = 1, do_f32 = 1, n_layers = 1;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -142,6 +164,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--prompt")) prompt = atoll(v);
         else if (!strcmp(a, "--ctx")) ctx = atoll(v);
         else if (!strcmp(a, "--batch")) batch = atoll(v);
+        else if (!strcmp(a, "--layers")) n_layers = atoi(v);
         else if (!strcmp(a, "--threads")) n_th = parse_list(v, ths, 8);
         else if (!strcmp(a, "--types")) do_f16 = strstr(v, "f16") != NULL, do_f32 = strstr(v, "f32") != NULL;
         else {
@@ -149,8 +172,10 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (prompt < 1 || ctx < 1 || batch < 1 || n_th < 1 || (!do_f16 && !do_f32)) {
-        fprintf(stderr, "bench_attention: --prompt, --ctx, --batch, --threads must be >= 1, --types f16 and/or f32\n");
+    if (prompt < 1 || ctx < 1 || batch < 1 || n_th < 1 || n_layers < 1 || n_layers > MAX_LAYERS ||
+        (!do_f16 && !do_f32)) {
+        fprintf(stderr, "bench_attention: --prompt, --ctx, --batch, --threads must be >= 1, --layers 1..%d, "
+                        "--types f16 and/or f32\n", MAX_LAYERS);
         return 2;
     }
     if (!tw_cpu_has_avx2_fma()) printf("note: no AVX2 here: both variants run the portable kernel\n");
@@ -161,7 +186,8 @@ int main(int argc, char **argv) {
         if ((ty == 0 && !do_f16) || (ty == 1 && !do_f32)) continue;
         tw_dtype ct = ty == 0 ? TW_DTYPE_F16 : TW_DTYPE_F32;
         for (int c = 0; c < 2; c++) {
-            problem p = c == 0 ? problem_make(ct, 1, prompt, prompt) : problem_make(ct, batch, ctx, 1);
+            problem p = c == 0 ? problem_make(ct, 1, prompt, prompt, n_layers)
+                               : problem_make(ct, batch, ctx, 1, n_layers);
             char shape[64];
             snprintf(shape, sizeof shape, c == 0 ? "%lld tokens" : "%lld x 1 at %lld",
                      (long long)(c == 0 ? prompt : batch), (long long)ctx);
@@ -171,8 +197,10 @@ int main(int argc, char **argv) {
                 tw_threads_set((int)ths[ti]);
                 double ct1, ct2;
                 double t1 = time_variant(&p, TW_ATTN_DISPATCH, &ct1);
+                run_first(&p, TW_ATTN_DISPATCH);
                 memcpy(keep, p.out, ob);
                 double t2 = time_variant(&p, TW_ATTN_PER_TOKEN, &ct2);
+                run_first(&p, TW_ATTN_PER_TOKEN);
                 if (memcmp(keep, p.out, ob) != 0) {
                     fprintf(stderr, "bench_attention: the tiled and per-token kernels differ (%s %s)\n",
                             c == 0 ? "prefill" : "decode", tw_dtype_name(ct));
