@@ -3,9 +3,12 @@
  * Attention, AVX2: tokens whose sequence has >= 2 tokens in the call (a prompt chunk) go in
  * tiles of consecutive tokens of one sequence, one task per (tile, kv head): the tile's K and
  * V rows are converted once and all of its query rows (tokens x heads of the group) are
- * served by two register-blocked products (attend_tile_avx2). Other tokens (decode steps) are
- * one task per (token, kv head) (attend_avx2), which serves every query head of its group
- * from each K/V row it loads. OpenMP over tasks; both compute llama.cpp's arithmetic (below),
+ * served by two register-blocked products (attend_tile_avx2). Other tokens (decode steps) go
+ * to attend_avx2, which serves up to three query heads of a group from each K/V row it loads:
+ * one task per token for all its kv heads when there are at least two such tokens per thread
+ * (the token's K/V slots, every kv head's rows side by side, are then read in one pass, and
+ * prefetched), else one per (token, kv head), or one per query head when even those are too
+ * few for the threads. OpenMP over tasks; both compute llama.cpp's arithmetic (below),
  * so the tiles change no bit: a token's result does not depend on its tile, its batch or the
  * thread count.
  * Portable C: one task per (token, kv head), an online softmax in fp32 (a running maximum m, a
@@ -269,81 +272,140 @@ AVX2 static inline void transpose8x8_ps(__m256 r[8]) {
     ((F16) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)(row) + (i)))) \
            : _mm256_loadu_ps((const float *)(row) + (i)))
 
-/* SINGLE-order q . k_j for 8 cache rows k[0..7] (f16 when F16, else f32) at once, d % 32 ==
- * 0 (no fp64 tail): lane p is dot_ordered(q, k[p] as fp32, d, 0). Each row's four chains and
- * their first sums, s_p = (x0 + x2) + (x1 + x3), are hsum_single's; the rest of hsum_single,
- * t_k = s[k] + s[k + 4] then (t0 + t1) + (t2 + t3), runs on the transposed s vectors (lane
- * p: row p), so the additions and their operands are the same and so are the bits; the
- * transpose replaces eight hadd pairs. */
-AVX2 static inline __attribute__((always_inline)) __m256 dot8_single(const float *q,
-                                                                   const void *const *k,
-                                                                   int64_t d, const int F16) {
-    __m256 sv[8];
+/* SINGLE-order q . k_j of NG <= 3 heads (qh[0..NG-1]) for 8 cache rows k[0..7] (f16 when
+ * F16, else f32) at once, d % 32 == 0 (no fp64 tail): lane p of sc[g] is dot_ordered(qh[g],
+ * k[p] as fp32, d, 0). Each K vector is loaded and converted once for the NG heads. Each row's
+ * four chains and their first sums, s_p = (x0 + x2) + (x1 + x3), are hsum_single's; the rest
+ * of hsum_single, t_k = s[k] + s[k + 4] then (t0 + t1) + (t2 + t3), runs on the transposed s
+ * vectors (lane p: row p), so the additions and their operands are the same and so are the
+ * bits; the transpose replaces eight hadd pairs. */
+AVX2 static inline __attribute__((always_inline)) void dot8_single(const float (*qh)[1024],
+                                                                 const void *const *k, int64_t d,
+                                                                 __m256 *sc, const int NG,
+                                                                 const int F16) {
+    __m256 sv[3][8];
     for (int p = 0; p < 8; p++) {
-        __m256 x0 = _mm256_setzero_ps(), x1 = x0, x2 = x0, x3 = x0;
+        __m256 x[3][4];
+        for (int g = 0; g < NG; g++)
+            for (int a = 0; a < 4; a++) x[g][a] = _mm256_setzero_ps();
         const void *kr = k[p];
         for (int64_t i = 0; i < d; i += 32) {
-            x0 = _mm256_fmadd_ps(LD8(kr, i, F16), _mm256_loadu_ps(q + i), x0);
-            x1 = _mm256_fmadd_ps(LD8(kr, i + 8, F16), _mm256_loadu_ps(q + i + 8), x1);
-            x2 = _mm256_fmadd_ps(LD8(kr, i + 16, F16), _mm256_loadu_ps(q + i + 16), x2);
-            x3 = _mm256_fmadd_ps(LD8(kr, i + 24, F16), _mm256_loadu_ps(q + i + 24), x3);
+            __m256 k4[4];
+            for (int a = 0; a < 4; a++) k4[a] = LD8(kr, i + 8 * a, F16);
+            for (int g = 0; g < NG; g++)
+                for (int a = 0; a < 4; a++)
+                    x[g][a] = _mm256_fmadd_ps(k4[a], _mm256_loadu_ps(qh[g] + i + 8 * a), x[g][a]);
         }
-        sv[p] = _mm256_add_ps(_mm256_add_ps(x0, x2), _mm256_add_ps(x1, x3));
+        for (int g = 0; g < NG; g++)
+            sv[g][p] = _mm256_add_ps(_mm256_add_ps(x[g][0], x[g][2]), _mm256_add_ps(x[g][1], x[g][3]));
     }
-    transpose8x8_ps(sv); /* sv[l] lane p: row p's s[l] */
-    __m256 t0 = _mm256_add_ps(sv[0], sv[4]), t1 = _mm256_add_ps(sv[1], sv[5]);
-    __m256 t2 = _mm256_add_ps(sv[2], sv[6]), t3 = _mm256_add_ps(sv[3], sv[7]);
-    return _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));
+    for (int g = 0; g < NG; g++) {
+        transpose8x8_ps(sv[g]); /* sv[g][l] lane p: row p's s[l] */
+        __m256 t0 = _mm256_add_ps(sv[g][0], sv[g][4]), t1 = _mm256_add_ps(sv[g][1], sv[g][5]);
+        __m256 t2 = _mm256_add_ps(sv[g][2], sv[g][6]), t3 = _mm256_add_ps(sv[g][3], sv[g][7]);
+        sc[g] = _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));
+    }
 }
 
-/* SINGLE-order sum_j p_j v_j into o (d elements, a multiple of 8), v_j cache rows (f16 when
- * F16, else f32): chain l = j % 32 of each element takes the positions j = l, l + 32, ... in
- * order with one fma each, as the chains in memory of attend_avx2's general path do; here
- * eight chains of eight elements at a time stay in registers and are stored once (acc: (32,
- * d)), then reduced as ggml_vec_dot reduces them, vectorized over the elements (lane-wise,
- * the same operations). */
-AVX2 static inline __attribute__((always_inline)) void pv_single(float *o, const float *sg,
+/* SINGLE-order sum_j p_j v_j of NG <= 3 heads (weights sg[g], outputs o[g], d elements, a
+ * multiple of 8), v_j cache rows (f16 when F16, else f32): chain l = j % 32 of each element
+ * takes the positions j = l, l + 32, ... in order with one fma each, as the chains in memory of
+ * attend_avx2's general path do. Here, for 8 elements at a time, the four chains l, l + 8,
+ * l + 16, l + 24 of each head run in registers (each V vector loaded and converted once for
+ * the NG heads) and are summed at once into ggml_vec_dot's y_l = (c_l + c_16+l) + (c_8+l +
+ * c_24+l); the y_l then reduce as ggml_vec_dot reduces them, vectorized over the elements
+ * (lane-wise, the same operations). */
+AVX2 static inline __attribute__((always_inline)) void pv_single(float *const *o,
+                                                               const float *const *sg,
                                                                const void *const *vrow,
                                                                int64_t len, int64_t d,
-                                                               float *acc, const int F16) {
-    for (int64_t i = 0; i < d; i += 8)
-        for (int l0 = 0; l0 < 32; l0 += 8) {
-            __m256 c[8];
-            for (int q = 0; q < 8; q++) c[q] = _mm256_setzero_ps();
-            int64_t j = l0;
-            for (; j + 8 <= len; j += 32)
-                for (int q = 0; q < 8; q++)
-                    c[q] = _mm256_fmadd_ps(LD8(vrow[j + q], i, F16), _mm256_broadcast_ss(sg + j + q), c[q]);
-            for (int q = 0; j + q < len && q < 8; q++)
-                c[q] = _mm256_fmadd_ps(LD8(vrow[j + q], i, F16), _mm256_broadcast_ss(sg + j + q), c[q]);
-            for (int q = 0; q < 8; q++) _mm256_storeu_ps(acc + (l0 + q) * d + i, c[q]);
-        }
+                                                               const int NG, const int F16) {
     for (int64_t i = 0; i < d; i += 8) {
-        __m256 y[8];
-#define C(l) _mm256_loadu_ps(acc + (l) * d + i)
-        for (int l = 0; l < 8; l++)
-            y[l] = _mm256_add_ps(_mm256_add_ps(C(l), C(16 + l)), _mm256_add_ps(C(8 + l), C(24 + l)));
-#undef C
-        __m256 u0 = _mm256_add_ps(y[0], y[4]), u1 = _mm256_add_ps(y[1], y[5]);
-        __m256 u2 = _mm256_add_ps(y[2], y[6]), u3 = _mm256_add_ps(y[3], y[7]);
-        _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3)));
+        __m256 y[3][8];
+        for (int l = 0; l < 8; l++) {
+            __m256 c[3][4];
+            for (int g = 0; g < NG; g++)
+                for (int a = 0; a < 4; a++) c[g][a] = _mm256_setzero_ps();
+            int64_t j = l;
+            for (; j + 24 < len; j += 32)
+                for (int a = 0; a < 4; a++) {
+                    __m256 v = LD8(vrow[j + 8 * a], i, F16);
+                    for (int g = 0; g < NG; g++)
+                        c[g][a] = _mm256_fmadd_ps(v, _mm256_broadcast_ss(sg[g] + j + 8 * a), c[g][a]);
+                }
+            for (int a = 0; j + 8 * a < len && a < 4; a++) {
+                __m256 v = LD8(vrow[j + 8 * a], i, F16);
+                for (int g = 0; g < NG; g++)
+                    c[g][a] = _mm256_fmadd_ps(v, _mm256_broadcast_ss(sg[g] + j + 8 * a), c[g][a]);
+            }
+            for (int g = 0; g < NG; g++)
+                y[g][l] = _mm256_add_ps(_mm256_add_ps(c[g][0], c[g][2]), _mm256_add_ps(c[g][1], c[g][3]));
+        }
+        for (int g = 0; g < NG; g++) {
+            __m256 u0 = _mm256_add_ps(y[g][0], y[g][4]), u1 = _mm256_add_ps(y[g][1], y[g][5]);
+            __m256 u2 = _mm256_add_ps(y[g][2], y[g][6]), u3 = _mm256_add_ps(y[g][3], y[g][7]);
+            _mm256_storeu_ps(o[g] + i, _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3)));
+        }
     }
+}
+
+/* Prefetch n bytes from r (NULL: nothing) into L1. A decode step's K/V rows come from
+ * memory (a layer's cache is read once per step, and all layers' exceed the CPU's caches),
+ * and they lie in pages scattered over the cache, a stream a hardware prefetcher loses at
+ * each page. (Not a plain static function: GCC then drops its calls as having no effect.) */
+AVX2 static inline __attribute__((always_inline)) void prefetch_row(const void *r, size_t n) {
+    if (!r) return;
+    for (size_t b = 0; b < n; b += 64) _mm_prefetch((const char *)r + b, _MM_HINT_T0);
+}
+
+/* The heads g0 .. g0 + NG - 1 of attend_single: scores, softmax, V product. The first heads'
+ * pass prefetches pf bytes from each row's start: K 8 positions ahead, V for the product. */
+AVX2 static inline __attribute__((always_inline)) void
+attend_single_heads(float *out, const float (*qh)[1024], const void *const *krow,
+                    const void *const *vrow, float *sc, int64_t len, int64_t t, int64_t h0,
+                    int64_t g0, const tw_attn_shape *s, size_t pf, const int NG, const int F16) {
+    const int64_t d = s->head_dim;
+    const __m256 scale = _mm256_set1_ps(s->scale);
+    int64_t j = 0;
+    for (; j + 8 <= len; j += 8) {
+        __m256 s8[3];
+        if (g0 == 0) /* the first heads' pass brings the rows in: K ahead, V for the product */
+            for (int64_t p = j; p < j + 8; p++) {
+                prefetch_row(p + 8 < len ? krow[p + 8] : NULL, pf);
+                prefetch_row(vrow[p], pf);
+            }
+        dot8_single(qh + g0, krow + j, d, s8, NG, F16);
+        for (int g = 0; g < NG; g++) _mm256_storeu_ps(sc + (g0 + g) * len + j, _mm256_mul_ps(s8[g], scale));
+    }
+    for (; j < len; j++) { /* the last < 8 positions: dot_ordered on converted rows */
+        float kf[1024];
+        for (int64_t i = 0; i < d; i += 8) _mm256_storeu_ps(kf + i, LD8(krow[j], i, F16));
+        for (int g = 0; g < NG; g++) sc[(g0 + g) * len + j] = dot_ordered(qh[g0 + g], kf, d, 0) * s->scale;
+    }
+    float *o[3];
+    const float *sg[3];
+    for (int g = 0; g < NG; g++) {
+        float *sgw = sc + (g0 + g) * len;
+        softmax_weights_avx2(sgw, len, F16);
+        sg[g] = sgw;
+        o[g] = out + (t * s->n_head + h0 + g0 + g) * d;
+    }
+    pv_single(o, sg, vrow, len, d, NG, F16);
 }
 
 /* A decode step's token (SINGLE order) with d % 32 == 0: the K and V rows are read from the
  * cache as they are (no fp32 copies: for a long context those overflowed L1 and their stores
- * were half of the kernel's time); for each run of 8 positions the ng heads' dots are formed
- * while the rows are in L1, and each head's V product then reads rows L1 or L2 holds. work as
+ * were half of the kernel's time), each loaded and converted once for up to three heads of the
+ * group (a group of 4: 2 + 2; the register file holds the chains of three). work as
  * attend_avx2's. The bits are attend_avx2's general path's (the f16 values convert exactly). */
 AVX2 static inline __attribute__((always_inline)) void
 attend_single(float *out, const float (*qh)[1024], const void *k_cache, const void *v_cache,
               const int32_t *bt, int64_t len, int64_t t, int64_t kh, int64_t h0, int64_t ng,
-              const tw_attn_shape *s, void *work, const int F16) {
+              const tw_attn_shape *s, void *work, size_t pf, const int F16) {
     const int64_t d = s->head_dim;
     const void **krow = (const void **)work; /* (len) */
     const void **vrow = krow + len;          /* (len) */
     float *sc = (float *)(vrow + len);       /* (ng, len) */
-    float *acc = sc + ng * len;              /* (32, d) */
     const size_t esz = F16 ? 2 : 4;
     for (int64_t j = 0; j < len; j++) {
         int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
@@ -351,28 +413,26 @@ attend_single(float *out, const float (*qh)[1024], const void *k_cache, const vo
         krow[j] = (const char *)k_cache + at;
         vrow[j] = (const char *)v_cache + at;
     }
-    const __m256 scale = _mm256_set1_ps(s->scale);
-    int64_t j = 0;
-    for (; j + 8 <= len; j += 8)
-        for (int64_t g = 0; g < ng; g++)
-            _mm256_storeu_ps(sc + g * len + j, _mm256_mul_ps(dot8_single(qh[g], krow + j, d, F16), scale));
-    for (; j < len; j++) { /* the last < 8 positions: dot_ordered on converted rows */
-        float kf[1024];
-        for (int64_t i = 0; i < d; i += 8) _mm256_storeu_ps(kf + i, LD8(krow[j], i, F16));
-        for (int64_t g = 0; g < ng; g++) sc[g * len + j] = dot_ordered(qh[g], kf, d, 0) * s->scale;
-    }
-    for (int64_t g = 0; g < ng; g++) {
-        float *sg = sc + g * len;
-        softmax_weights_avx2(sg, len, F16);
-        pv_single(out + (t * s->n_head + h0 + g) * d, sg, vrow, len, d, acc, F16);
+    for (int64_t g0 = 0; g0 < ng;) {
+        int64_t n = ng - g0 == 4 ? 2 : ng - g0 < 3 ? ng - g0 : 3;
+        if (n == 3)
+            attend_single_heads(out, qh, krow, vrow, sc, len, t, h0, g0, s, pf, 3, F16);
+        else if (n == 2)
+            attend_single_heads(out, qh, krow, vrow, sc, len, t, h0, g0, s, pf, 2, F16);
+        else
+            attend_single_heads(out, qh, krow, vrow, sc, len, t, h0, g0, s, pf, 1, F16);
+        g0 += n;
     }
 }
 
 /* One token t, the ng query heads h0.. of kv head kh. work: (ng, len) scores then weights,
- * (32, head_dim) chain accumulators, (len, head_dim) K and V rows as fp32 (f16 caches). */
+ * (32, head_dim) chain accumulators, (len, head_dim) K and V rows as fp32 (f16 caches). pf:
+ * bytes of each K/V row the SINGLE path prefetches (a whole slot when this is the first kv
+ * head of a token's task). */
 AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, const void *v_cache,
                              const int32_t *bt, int64_t len, int64_t t, int64_t kh, int64_t h0,
-                             int64_t ng, const tw_attn_shape *s, int batch, void *work) {
+                             int64_t ng, const tw_attn_shape *s, int batch, void *work,
+                             size_t pf) {
     const int64_t d = s->head_dim, d8 = d / 8 * 8;
     const int f16 = s->ct == TW_DTYPE_F16;
     const float **krow = (const float **)work; /* (len): pointers first, for their alignment */
@@ -387,11 +447,11 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
         for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? _cvtsh_ss(_cvtss_sh(qr[i], 0)) : qr[i];
     }
     if (!batch && d % 32 == 0 && s->ct == TW_DTYPE_F16) {
-        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, 1);
+        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 1);
         return;
     }
     if (!batch && d % 32 == 0) {
-        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, 0);
+        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 0);
         return;
     }
     for (int64_t j = 0; j < len; j++) {
@@ -745,6 +805,13 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
     const int nt = tw_threads_get();
     const int per_head = plan && n_tiles == 0 && group > 1 && nt > 1 && n_tasks < 4 * nt;
     if (per_head) n_tasks = n_single * s->n_head;
+    /* Enough decode tokens for the threads: one task per token for all its kv heads, which
+     * then reads each K/V slot (the kv heads' rows side by side) in one pass. */
+    const int whole = plan && !per_head && n_single >= 2 * nt;
+    if (whole) n_tasks = n_tiles * s->n_kv_head + n_single;
+    /* Bytes of a cache row; a whole token's first pass prefetches its slots' rows of every
+     * kv head. */
+    const size_t row_bytes = (size_t)d * tw_dtype_type_size(s->ct);
     size_t wfl = 0;
     if (plan) {
         size_t wt = n_tiles ? tile_work_floats(tile_lp, tile_q * group, d) : 0;
@@ -762,7 +829,7 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
                 const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
                 int64_t n_in_seq = start[tok_seq[t] + 1] - start[tok_seq[t]];
                 attend_avx2(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, h / group, h, 1, s,
-                            n_in_seq >= 2, work);
+                            n_in_seq >= 2, work, row_bytes);
                 continue;
             }
             if (per_head) { /* no memory for this thread's work area: the portable kernel */
@@ -772,13 +839,16 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
                 continue;
             }
 #endif
-            int64_t kh = task % s->n_kv_head, unit = task / s->n_kv_head;
+            int64_t kh = task % s->n_kv_head, unit = task / s->n_kv_head, kh1 = kh + 1;
+            if (whole && task >= n_tiles * s->n_kv_head)
+                unit = n_tiles + task - n_tiles * s->n_kv_head, kh = 0, kh1 = s->n_kv_head;
             if (!plan || (work == NULL && unit >= n_tiles)) { /* portable, or no memory */
                 int64_t t = plan ? single[unit - n_tiles] : unit;
                 const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
-                for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
-                    attend(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
-                           group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s);
+                for (; kh < kh1; kh++)
+                    for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
+                        attend(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
+                               group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s);
                 continue;
             }
 #ifdef TW_X86
@@ -801,9 +871,11 @@ void tw_cpu_attention_variant(float *out, const float *q, const void *k_cache,
             int64_t t = single[unit - n_tiles];
             const int32_t *bt = block_table + (int64_t)tok_seq[t] * s->max_blocks;
             int64_t n_in_seq = start[tok_seq[t] + 1] - start[tok_seq[t]];
-            for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
-                attend_avx2(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
-                            group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s, n_in_seq >= 2, work);
+            for (; kh < kh1; kh++)
+                for (int64_t g0 = 0; g0 < group; g0 += MAX_GROUP)
+                    attend_avx2(out, q, k_cache, v_cache, bt, tok_pos[t] + 1, t, kh, kh * group + g0,
+                                group - g0 < MAX_GROUP ? group - g0 : MAX_GROUP, s, n_in_seq >= 2, work,
+                                whole && kh == 0 && g0 == 0 ? row_bytes * s->n_kv_head : row_bytes);
 #endif
         }
         tw_free(work);
