@@ -158,6 +158,18 @@ AVX2 static const float *cache_row_avx2(const void *cache, tw_dtype ct, int64_t 
  * a query does not see contribute exact zeros in llama.cpp, so they are simply skipped here.
  * BATCH needs head_dim % 8 == 0 for q . k (as tinyBLAS does); otherwise q . k uses SINGLE. */
 
+/* A query row as the products read it: d floats of src, rounded to f16 and back when f16
+ * (the K.Q product of an f16 cache runs in f16 x f16 in llama.cpp), into dst. */
+AVX2 static inline void q_row_avx2(float *dst, const float *src, int64_t d, int f16) {
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 x = _mm256_loadu_ps(src + i);
+        if (f16) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_ps(dst + i, x);
+    }
+    for (; i < d; i++) dst[i] = f16 ? _cvtsh_ss(_cvtss_sh(src[i], 0)) : src[i];
+}
+
 /* tinyBLAS's horizontal sum of one 8-lane chain vector. */
 AVX2 static inline float hsum_batch(__m256 c) {
     __m128 t = _mm_add_ps(_mm256_extractf128_ps(c, 1), _mm256_castps256_ps128(c));
@@ -406,12 +418,13 @@ attend_single(float *out, const float (*qh)[1024], const void *k_cache, const vo
     const void **krow = (const void **)work; /* (len) */
     const void **vrow = krow + len;          /* (len) */
     float *sc = (float *)(vrow + len);       /* (ng, len) */
-    const size_t esz = F16 ? 2 : 4;
-    for (int64_t j = 0; j < len; j++) {
-        int64_t slot = (int64_t)bt[j / s->page_size] * s->page_size + j % s->page_size;
-        size_t at = (size_t)((slot * s->n_kv_head + kh) * d) * esz;
-        krow[j] = (const char *)k_cache + at;
-        vrow[j] = (const char *)v_cache + at;
+    const size_t esz = F16 ? 2 : 4, slot_bytes = (size_t)(s->n_kv_head * d) * esz;
+    for (int64_t j0 = 0, b = 0; j0 < len; j0 += s->page_size, b++) { /* page by page */
+        const size_t at0 = (size_t)((int64_t)bt[b] * s->page_size) * slot_bytes + (size_t)(kh * d) * esz;
+        for (int64_t j = j0; j < len && j < j0 + s->page_size; j++) {
+            krow[j] = (const char *)k_cache + at0 + (size_t)(j - j0) * slot_bytes;
+            vrow[j] = (const char *)v_cache + at0 + (size_t)(j - j0) * slot_bytes;
+        }
     }
     for (int64_t g0 = 0; g0 < ng;) {
         int64_t n = ng - g0 == 4 ? 2 : ng - g0 < 3 ? ng - g0 : 3;
@@ -442,16 +455,12 @@ AVX2 static void attend_avx2(float *out, const float *q, const void *k_cache, co
     float *kconv = acc + 32 * d;               /* (len, d): K rows as fp32 (f16 caches) */
     float *vconv = kconv + len * d;            /* (len, d): V rows as fp32 (f16 caches) */
     float qh[MAX_GROUP][1024];
-    for (int64_t g = 0; g < ng; g++) {
-        const float *qr = q + (t * s->n_head + h0 + g) * d; /* (head_dim) */
-        for (int64_t i = 0; i < d; i++) qh[g][i] = f16 ? _cvtsh_ss(_cvtss_sh(qr[i], 0)) : qr[i];
-    }
-    if (!batch && d % 32 == 0 && s->ct == TW_DTYPE_F16) {
-        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 1);
-        return;
-    }
-    if (!batch && d % 32 == 0) {
-        attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 0);
+    for (int64_t g = 0; g < ng; g++) q_row_avx2(qh[g], q + (t * s->n_head + h0 + g) * d, d, f16);
+    if (!batch && d % 32 == 0) { /* F16 a constant in each instance */
+        if (f16)
+            attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 1);
+        else
+            attend_single(out, (const float(*)[1024])qh, k_cache, v_cache, bt, len, t, kh, h0, ng, s, work, pf, 0);
         return;
     }
     for (int64_t j = 0; j < len; j++) {
@@ -686,15 +695,8 @@ AVX2 static void attend_tile_avx2(float *out, const float *q, const void *k_cach
     }
     for (int l = 0; l < 4; l++) krow[lp + l] = zero;
     /* Query rows r = a * group + g (token tok[a], head kh * group + g). */
-    for (int64_t r = 0; r < rows; r++) {
-        const float *src = q + ((int64_t)tok[r / group] * s->n_head + kh * group + r % group) * d;
-        float *dst = qh + r * d;
-        for (int64_t i = 0; i < d; i += 8) {
-            __m256 x = _mm256_loadu_ps(src + i);
-            if (f16) x = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-            _mm256_storeu_ps(dst + i, x);
-        }
-    }
+    for (int64_t r = 0; r < rows; r++)
+        q_row_avx2(qh + r * d, q + ((int64_t)tok[r / group] * s->n_head + kh * group + r % group) * d, d, f16);
     /* Q K^T, two rows at a time (the last row pairs with itself when rows is odd). */
     for (int64_t r = 0; r < rows; r += 2) {
         int64_t r1 = r + 1 < rows ? r + 1 : r;
